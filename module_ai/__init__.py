@@ -1,0 +1,68 @@
+"""module_ai: engineering use of LLMs on LangChain, made easy and right.
+
+One registry reads model configs in the seed's JSON/YAML format and returns real LangChain objects;
+on top sit RAG, rerank, chat chains, cost and rate controls, LangGraph workflows and a CLI.
+
+Example:
+    >>> from module_ai import load_registry
+    >>> reg = load_registry("configs")          # doctest: +SKIP
+    >>> reg.chat("qwen3-4b").invoke("你好")       # doctest: +SKIP
+
+Heavy parts (LangChain partners, torch, llama.cpp, bm25s, faiss) load on first use: names listed in
+``_LAZY`` are imported when first accessed, so ``import module_ai`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from module_ai.config import ModelConfig
+from module_ai.errors import (
+    BackendError,
+    BudgetExceededError,
+    ConfigError,
+    ContextWindowError,
+    KnowledgeBaseError,
+    MissingAPIKeyError,
+    MissingDependencyError,
+    ModuleAIError,
+    UnknownModelError,
+)
+from module_ai.registry import Registry, load_registry
+from module_ai.tokens import estimate_tokens
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+}
+
+__all__ = sorted([
+    "BackendError",
+    "BudgetExceededError",
+    "ConfigError",
+    "ContextWindowError",
+    "KnowledgeBaseError",
+    "MissingAPIKeyError",
+    "MissingDependencyError",
+    "ModelConfig",
+    "ModuleAIError",
+    "Registry",
+    "UnknownModelError",
+    "estimate_tokens",
+    "load_registry",
+    *_LAZY,
+])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'module_ai' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,54 @@
+"""Backends: one module per ``server_type``, chosen through one dispatch table.
+
+Each backend module provides ``build_chat(cfg, registry, path, **kw)``,
+``build_embeddings(cfg, registry, path, **kw)`` and ``check(cfg, registry, path) -> found``.
+A new backend is one new file plus one line in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from module_ai.errors import ConfigError
+
+__all__ = ["BACKENDS", "backend_module", "build"]
+
+BACKENDS: dict[str, str] = {
+    "openai": "module_ai.backends.openai",
+    "ollama": "module_ai.backends.ollama",
+    "llamacpp": "module_ai.backends.llamacpp",
+    "local": "module_ai.backends.local",
+}
+
+
+def backend_module(server_type: str):
+    """Import the backend module for ``server_type``."""
+    try:
+        return importlib.import_module(BACKENDS[server_type])
+    except KeyError:
+        raise ConfigError(
+            f"server_type '{server_type}' is not one of {', '.join(repr(s) for s in BACKENDS)}",
+            field="server_type",
+        ) from None
+
+
+def build(kind: str, cfg: Any, registry: Any, path: str | None) -> Any:
+    """Build the LangChain object of ``kind`` (chat, embedding, rerank) for ``cfg``."""
+    if kind == "rerank":
+        from module_ai.rerank import build_reranker
+
+        return build_reranker(cfg, registry, path)
+    module = backend_module(cfg.server_type)
+    builder = {"chat": "build_chat", "embedding": "build_embeddings"}[kind]
+    if not hasattr(module, builder):
+        raise ConfigError(
+            f"server_type '{cfg.server_type}' cannot serve model_type '{cfg.model_type}'",
+            path=path,
+            model=cfg.display_name,
+            field="model_type",
+        )
+    obj = getattr(module, builder)(cfg, registry, path)
+    if kind == "chat" and cfg.fallbacks:
+        obj = obj.with_fallbacks([registry.chat(name) for name in cfg.fallbacks])
+    return obj

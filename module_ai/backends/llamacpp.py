@@ -1,0 +1,158 @@
+"""``server_type: llamacpp``: a GGUF model loaded in-process with llama-cpp-python (the seed's
+"model embedded in the app"). ``model`` is the path of the ``.gguf`` file.
+
+Loaded models are shared per (path, mode) in this process; calls to one model are serialized
+(a ``llama_cpp.Llama`` is not thread-safe). ``options`` pass through to ``llama_cpp.Llama``
+(e.g. ``n_threads``, ``n_gpu_layers``, ``chat_format``).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+from module_ai.backends._managed import ManagedChatMixin, ManagedEmbeddingsMixin
+from module_ai.config import ModelConfig
+from module_ai.errors import BackendError, ConfigError, require
+
+__all__ = ["build_chat", "build_embeddings", "check", "load_llama"]
+
+_loaded: dict[tuple, tuple[Any, threading.Lock]] = {}
+_load_lock = threading.Lock()
+_classes: dict[str, type] = {}
+
+
+def load_llama(cfg: ModelConfig, path: str | None, *, embedding: bool = False) -> tuple[Any, threading.Lock]:
+    """Load (once per process) the GGUF file named by ``cfg.model``; returns the model and its lock."""
+    gguf = Path(cfg.model).expanduser()
+    if not gguf.is_absolute() and path:
+        candidate = Path(path).parent / gguf
+        gguf = candidate if candidate.exists() else gguf
+    if not gguf.exists():
+        raise ConfigError(f"GGUF file '{gguf}' does not exist; set model to the path of a .gguf file",
+                          path=path, model=cfg.display_name, field="model")
+    key = (str(gguf.resolve()), embedding, tuple(sorted((k, str(v)) for k, v in cfg.options.items())))
+    with _load_lock:
+        if key not in _loaded:
+            llama_cpp = require("llama_cpp", "llamacpp", model=cfg.display_name, path=path)
+            kwargs = {"n_ctx": cfg.input_tokens or 2048, "verbose": False, "embedding": embedding}
+            kwargs.update(cfg.options)
+            try:
+                _loaded[key] = (llama_cpp.Llama(model_path=str(gguf), **kwargs), threading.Lock())
+            except Exception as exc:
+                raise BackendError(f"llama.cpp could not load {gguf}: {exc}", model=cfg.display_name) from exc
+        return _loaded[key]
+
+
+def _to_openai_messages(messages: list) -> list[dict[str, Any]]:
+    roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+    return [{"role": roles.get(m.type, "user"), "content": m.content} for m in messages]
+
+
+def _chat_class() -> type:
+    if "chat" in _classes:
+        return _classes["chat"]
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage, AIMessageChunk
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+    class _LlamaCppChat(BaseChatModel):
+        model_name: str
+        max_tokens: int | None = None
+        temperature: float = 0.7
+
+        @property
+        def _llm_type(self) -> str:
+            return "module_ai-llamacpp"
+
+        def _params(self, messages: list, stop: list[str] | None, **kwargs: Any) -> dict[str, Any]:
+            params = {"messages": _to_openai_messages(messages), "temperature": self.temperature,
+                      "max_tokens": self.max_tokens, "stop": stop}
+            params.update({k: v for k, v in kwargs.items() if k in ("temperature", "max_tokens", "top_p", "seed")})
+            return params
+
+        def _llama(self) -> tuple[Any, threading.Lock]:
+            return load_llama(self.module_ai_config, self.module_ai_path)
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+            llm, lock = self._llama()
+            with lock:
+                reply = llm.create_chat_completion(**self._params(messages, stop, **kwargs))
+            choice, usage = reply["choices"][0], reply.get("usage") or {}
+            message = AIMessage(
+                content=choice["message"].get("content") or "",
+                usage_metadata={"input_tokens": usage.get("prompt_tokens", 0),
+                                "output_tokens": usage.get("completion_tokens", 0),
+                                "total_tokens": usage.get("total_tokens", 0)} if usage else None,
+                response_metadata={"finish_reason": choice.get("finish_reason"), "model_name": self.model_name},
+            )
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+        def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[ChatGenerationChunk]:
+            llm, lock = self._llama()
+            with lock:
+                for part in llm.create_chat_completion(stream=True, **self._params(messages, stop, **kwargs)):
+                    choice = part["choices"][0]
+                    text = choice.get("delta", {}).get("content") or ""
+                    meta = {"finish_reason": choice["finish_reason"]} if choice.get("finish_reason") else {}
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text, response_metadata=meta))
+                    if run_manager and text:
+                        run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
+
+    class ChatLlamaCppInProcess(ManagedChatMixin, _LlamaCppChat):
+        """A chat model over an in-process ``llama_cpp.Llama``: streaming, usage, ``max_tokens``."""
+
+    _classes["chat"] = ChatLlamaCppInProcess
+    return ChatLlamaCppInProcess
+
+
+def _embeddings_class() -> type:
+    if "emb" in _classes:
+        return _classes["emb"]
+    from langchain_core.embeddings import Embeddings
+
+    class LlamaCppEmbeddings(ManagedEmbeddingsMixin, Embeddings):
+        """Embeddings from an in-process ``llama_cpp.Llama(embedding=True)``."""
+
+        chunk_size: int = 32
+
+        def _embed_batch(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
+            llm, lock = load_llama(self.module_ai_config, self.module_ai_path, embedding=True)
+            with lock:
+                reply = llm.create_embedding(texts)
+            rows = sorted(reply["data"], key=lambda r: r["index"])
+            return [r["embedding"] for r in rows], (reply.get("usage") or {}).get("prompt_tokens")
+
+        async def _aembed_batch(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
+            import asyncio
+
+            return await asyncio.to_thread(self._embed_batch, texts)
+
+        def _concurrency(self) -> int:
+            return 1
+
+    _classes["emb"] = LlamaCppEmbeddings
+    return LlamaCppEmbeddings
+
+
+def build_chat(cfg: ModelConfig, registry: Any, path: str | None):
+    """Build the in-process llama.cpp chat model (the GGUF loads on first call)."""
+    kwargs: dict[str, Any] = {"model_name": Path(cfg.model).name}
+    if cfg.out_tokens:
+        kwargs["max_tokens"] = cfg.out_tokens
+    if cfg.temperature is not None:
+        kwargs["temperature"] = cfg.temperature
+    return _chat_class()(**kwargs).bind_module_ai(cfg, path)
+
+
+def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None):
+    """Build in-process llama.cpp embeddings (the GGUF loads on first call)."""
+    return _embeddings_class()(chunk_size=cfg.max_batch or 32).bind_module_ai(cfg, path)
+
+
+def check(cfg: ModelConfig, registry: Any, path: str | None) -> dict[str, Any]:
+    """Load the GGUF file and report its context size and vocabulary."""
+    llm, _ = load_llama(cfg, path, embedding=cfg.model_type == "embedding")
+    return {"n_ctx": llm.n_ctx(), "n_vocab": llm.n_vocab(), "n_embd": llm.n_embd()}

@@ -1,0 +1,192 @@
+"""``server_type: openai``: any OpenAI-compatible server (DashScope, DeepSeek, vLLM, llama.cpp, ...).
+
+Fixes over stock ``ChatOpenAI`` (each one measured against a real or wire-faithful server):
+
+- ``out_tokens`` goes on the wire as ``max_tokens`` (stock sends ``max_completion_tokens``, which
+  llama-cpp-python's server and other compatible servers ignore).
+- ``no_think`` goes on the wire in the server's form (``thinking_style``): DashScope
+  ``enable_thinking: false``, vLLM/SGLang ``chat_template_kwargs.enable_thinking: false``, or nothing.
+- ``reasoning_content`` is kept in ``additional_kwargs["reasoning_content"]`` in ``invoke`` and in
+  every stream chunk (stock drops it).
+- ``with_structured_output`` turns thinking off (DashScope rejects JSON mode while thinking).
+- Embeddings send raw text (no tiktoken download), in batches of ``max_batch``, with ``dimensions``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from module_ai.backends._managed import ManagedChatMixin, ManagedEmbeddingsMixin, model_kwargs_for
+from module_ai.config import ModelConfig
+
+__all__ = ["build_chat", "build_embeddings", "check", "thinking_body"]
+
+
+def thinking_body(cfg: ModelConfig, *, enable: bool | None = None) -> dict[str, Any]:
+    """The request-body fields that switch thinking, in the style the server understands.
+
+    ``enable=None`` means "as configured": off when ``no_think`` is true, else nothing is sent
+    (the model's default), except a ``thinking_budget`` which is sent with thinking on.
+
+    Example:
+        >>> cfg = ModelConfig(model_type="chat", server_type="openai", model="m", url="http://h/v1", no_think=True)
+        >>> thinking_body(cfg)
+        {'enable_thinking': False}
+    """
+    if enable is None:
+        enable = False if cfg.no_think else None
+    if enable is None and cfg.thinking_budget is None:
+        return {}
+    style = cfg.thinking_style
+    if style == "none":
+        return {}
+    flag: dict[str, Any] = {} if enable is None else {"enable_thinking": enable}
+    if cfg.thinking_budget is not None and enable is not False:
+        flag["thinking_budget"] = cfg.thinking_budget
+    if style == "chat_template_kwargs":
+        return {"chat_template_kwargs": flag} if flag else {}
+    return flag
+
+
+def _chat_class():
+    from langchain_openai import ChatOpenAI
+
+    global _ChatClass
+    if _ChatClass is not None:
+        return _ChatClass
+
+    class ChatOpenAICompatible(ManagedChatMixin, ChatOpenAI):
+        """``ChatOpenAI`` for OpenAI-compatible servers: max_tokens, thinking, reasoning_content."""
+
+        def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
+            payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+            if "max_completion_tokens" in payload and "max_tokens" not in payload:
+                payload["max_tokens"] = payload.pop("max_completion_tokens")
+            return payload
+
+        def _create_chat_result(self, response: Any, generation_info: dict | None = None):
+            result = super()._create_chat_result(response, generation_info)
+            data = response if isinstance(response, dict) else response.model_dump()
+            for gen, choice in zip(result.generations, data.get("choices") or []):
+                reasoning = (choice.get("message") or {}).get("reasoning_content")
+                if reasoning:
+                    gen.message.additional_kwargs["reasoning_content"] = reasoning
+            return result
+
+        def _convert_chunk_to_generation_chunk(self, chunk: dict, default_chunk_class: type, base_info: Any):
+            gen = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_info)
+            choices = chunk.get("choices") or []
+            if gen is not None and choices:
+                reasoning = (choices[0].get("delta") or {}).get("reasoning_content")
+                if reasoning:
+                    gen.message.additional_kwargs["reasoning_content"] = reasoning
+            return gen
+
+        def with_structured_output(self, schema: Any = None, **kwargs: Any):
+            cfg: ModelConfig = self.module_ai_config
+            body = {**(self.extra_body or {}), **thinking_body(cfg, enable=False)}
+            if cfg.thinking_style == "none":
+                body = dict(self.extra_body or {})
+            quiet = self.model_copy(update={"extra_body": body or None})
+            kwargs.setdefault("method", "function_calling")
+            return ChatOpenAI.with_structured_output(quiet, schema, **kwargs)
+
+    _ChatClass = ChatOpenAICompatible
+    return _ChatClass
+
+
+_ChatClass = None
+
+
+def build_chat(cfg: ModelConfig, registry: Any, path: str | None):
+    """Build the chat model for an OpenAI-compatible server."""
+    cls = _chat_class()
+    kwargs: dict[str, Any] = {
+        "model": cfg.model,
+        "base_url": cfg.resolved_url(path),
+        "api_key": cfg.resolved_api_key(path) or "not-needed",
+        "timeout": cfg.timeout,
+        "max_retries": 0,
+        "stream_usage": True,
+        **model_kwargs_for(cfg),
+    }
+    if cfg.temperature is not None:
+        kwargs["temperature"] = cfg.temperature
+    if cfg.out_tokens:
+        kwargs["max_tokens"] = cfg.out_tokens
+    body = thinking_body(cfg)
+    if body:
+        kwargs["extra_body"] = body
+    kwargs.update(cfg.options)
+    model = cls(**kwargs)
+    return model.bind_module_ai(cfg, path)
+
+
+def _embeddings_class():
+    from langchain_openai import OpenAIEmbeddings
+
+    global _EmbClass
+    if _EmbClass is None:
+
+        class OpenAICompatibleEmbeddings(ManagedEmbeddingsMixin, OpenAIEmbeddings):
+            """``OpenAIEmbeddings`` sending raw text in ``max_batch`` batches, with usage and limits."""
+
+            def _embed_batch(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
+                response = self.client.create(input=texts, **self._invocation_params)
+                data = response if isinstance(response, dict) else response.model_dump()
+                return _vectors_and_tokens(data)
+
+            async def _aembed_batch(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
+                response = await self.async_client.create(input=texts, **self._invocation_params)
+                data = response if isinstance(response, dict) else response.model_dump()
+                return _vectors_and_tokens(data)
+
+        _EmbClass = OpenAICompatibleEmbeddings
+    return _EmbClass
+
+
+_EmbClass = None
+
+
+def _vectors_and_tokens(data: dict) -> tuple[list[list[float]], int | None]:
+    rows = sorted(data["data"], key=lambda r: r.get("index", 0))
+    usage = data.get("usage") or {}
+    return [r["embedding"] for r in rows], usage.get("prompt_tokens") or usage.get("total_tokens")
+
+
+def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None):
+    """Build the embeddings for an OpenAI-compatible server (raw text, batched by ``max_batch``)."""
+    cls = _embeddings_class()
+    kwargs: dict[str, Any] = {
+        "model": cfg.model,
+        "base_url": cfg.resolved_url(path),
+        "api_key": cfg.resolved_api_key(path) or "not-needed",
+        "timeout": cfg.timeout,
+        "max_retries": 0,
+        "check_embedding_ctx_length": False,
+        "chunk_size": cfg.max_batch or 64,
+        "model_kwargs": {"encoding_format": "float"},
+    }
+    if cfg.dimensions:
+        kwargs["dimensions"] = cfg.dimensions
+    kwargs.update(cfg.options)
+    return cls(**kwargs).bind_module_ai(cfg, path)
+
+
+def check(cfg: ModelConfig, registry: Any, path: str | None) -> dict[str, Any]:
+    """List the server's models; report whether the configured one is among them."""
+    import httpx
+
+    from module_ai.errors import BackendError
+
+    url = cfg.resolved_url(path)
+    key = cfg.resolved_api_key(path)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.get(f"{url}/models", headers=headers, timeout=min(cfg.timeout, 15))
+    except httpx.HTTPError as exc:
+        raise BackendError(f"cannot reach {url}: {type(exc).__name__}", model=cfg.display_name) from None
+    if response.status_code >= 400:
+        raise BackendError(f"{url}/models answered HTTP {response.status_code}", model=cfg.display_name)
+    ids = [m.get("id") for m in response.json().get("data", [])]
+    return {"models": ids[:50], "model_listed": cfg.model in ids}

@@ -1,0 +1,61 @@
+"""The ``module-ai`` command.
+
+Subcommands live in ``module_ai/commands/<name>.py``; each module defines ``register(subparsers)``
+which adds its parser and sets ``func(args) -> int``. :data:`COMMANDS` is the one dispatch table.
+A :class:`~module_ai.errors.ModuleAIError` (a user mistake or an unreachable server) is printed as
+one line on stderr with exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from module_ai.errors import ModuleAIError
+
+__all__ = ["main", "COMMANDS"]
+
+COMMANDS: dict[str, str] = {
+    "models": "module_ai.commands.models",
+    "check": "module_ai.commands.models",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line and exit code 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"module-ai: error: {message} (see: {self.prog} --help)\n")
+        raise SystemExit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every registered subcommand."""
+    parser = _Parser(prog="module-ai", description="module_ai: LLM models, RAG, rerank, cost and limits")
+    parser.add_argument("--config", "-c", default=None,
+                        help="config folder or file (default: $MODULE_AI_CONFIG, else ./configs)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    seen = set()
+    for module_name in COMMANDS.values():
+        if module_name not in seen:
+            seen.add(module_name)
+            importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except ModuleAIError as exc:
+        sys.stderr.write(f"module-ai: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("module-ai: interrupted\n")
+        return 130

@@ -1,0 +1,1 @@
+"""CLI subcommands of ``module-ai``, one module each (see :mod:`module_ai.cli`)."""

@@ -1,0 +1,260 @@
+"""Model configs in the seed's format: strict pydantic model, JSON/YAML loading, ``${ENV}`` keys.
+
+A config file holds one model (named by its ``name`` field, else the file stem), a mapping
+``{"models": {name: config, ...}}`` or a list of configs with ``name`` fields. Loading does no
+network I/O; API keys stay unresolved references until a model is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from module_ai.errors import ConfigError, MissingAPIKeyError
+
+__all__ = ["ModelConfig", "load_config_file", "resolve_env", "SERVER_TYPES", "MODEL_TYPES"]
+
+MODEL_TYPES = ("chat", "embedding", "rerank")
+SERVER_TYPES = ("openai", "ollama", "llamacpp", "local")
+RERANK_STYLES = (
+    "cohere", "xinference", "tei", "dashscope", "dashscope_openai", "embedding", "cross_encoder", "llm",
+)
+THINKING_STYLES = ("enable_thinking", "chat_template_kwargs", "none")
+CAPABILITIES = ("vision", "audio", "video", "tools", "json")
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ModelConfig(BaseModel):
+    """One model, in the seed's format plus optional fields.
+
+    Seed fields keep their names: ``model_type``, ``server_type``, ``model``, ``url``, ``api_key``,
+    ``pay_in``, ``pay_out``, ``input_tokens``, ``out_tokens``, ``temperature``, ``timeout``,
+    ``no_think``. See README.md for the table of every field.
+
+    Example:
+        >>> ModelConfig(model_type="chat", server_type="ollama", model="qwen3:4b").timeout
+        60.0
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- seed fields -------------------------------------------------------------------------
+    model_type: Literal["chat", "embedding", "rerank"]
+    server_type: Literal["openai", "ollama", "llamacpp", "local"]
+    model: str = Field(min_length=1)
+    url: str | None = None
+    api_key: SecretStr | None = None
+    pay_in: float = Field(default=0.0, ge=0)
+    pay_out: float = Field(default=0.0, ge=0)
+    input_tokens: int | None = Field(default=None, ge=0)
+    out_tokens: int | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    timeout: float = Field(default=60.0, gt=0)
+    no_think: bool = False
+
+    # --- optional fields -----------------------------------------------------------------------
+    name: str | None = None
+    description: str | None = None
+    currency: str = "CNY"
+    price_unit: int = Field(default=1_000_000, gt=0)
+    thinking_style: Literal["enable_thinking", "chat_template_kwargs", "none"] = "enable_thinking"
+    thinking_budget: int | None = Field(default=None, gt=0)
+    max_batch: int | None = Field(default=None, gt=0)
+    dimensions: int | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, gt=0)
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    fallbacks: list[str] = Field(default_factory=list)
+    capabilities: list[Literal["vision", "audio", "video", "tools", "json"]] = Field(default_factory=list)
+    rerank_style: Literal[
+        "cohere", "xinference", "tei", "dashscope", "dashscope_openai", "embedding", "cross_encoder", "llm"
+    ] | None = None
+    rerank_model: str | None = None
+    max_documents: int | None = Field(default=None, gt=0)
+    max_request_tokens: int | None = Field(default=None, gt=0)
+    instruct: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if _ENV_REF.search(value):
+            return value
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"'{value}' is not an http(s) URL; write it like https://host/v1")
+        return value.rstrip("/")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+    @model_validator(mode="after")
+    def _limits_are_consistent(self) -> ModelConfig:
+        if self.input_tokens and self.out_tokens and self.out_tokens > self.input_tokens:
+            raise ValueError(
+                f"out_tokens ({self.out_tokens}) is larger than input_tokens ({self.input_tokens}), the "
+                "context window; lower out_tokens"
+            )
+        if self.server_type in ("openai",) and not self.url and self.rerank_style not in (
+            "embedding", "llm", "cross_encoder"
+        ):
+            raise ValueError("server_type 'openai' needs a url, e.g. https://host/v1")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        """The registry name, falling back to the ``model`` field."""
+        return self.name or self.model
+
+    def resolved_url(self, path: str | None = None) -> str | None:
+        """The URL with ``${VAR}`` references expanded."""
+        if self.url is None:
+            return None
+        return resolve_env(self.url, path=path, model=self.display_name, field="url")
+
+    def resolved_api_key(self, path: str | None = None) -> str | None:
+        """The API key with ``${VAR}`` / ``${VAR:-default}`` expanded (call only when building)."""
+        if self.api_key is None:
+            return None
+        value = resolve_env(self.api_key.get_secret_value(), path=path, model=self.display_name, field="api_key")
+        return value or None
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as plain data with the key masked (safe to print or save)."""
+        data = self.model_dump(mode="json", exclude_defaults=False)
+        if self.api_key is not None:
+            raw = self.api_key.get_secret_value()
+            data["api_key"] = raw if _ENV_REF.fullmatch(raw) else "**********"
+        return data
+
+
+def resolve_env(value: str, *, path: str | None = None, model: str | None = None, field: str | None = None) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` from the environment (``.env`` loaded first).
+
+    Raises:
+        MissingAPIKeyError: a referenced variable is unset and has no default.
+    """
+    _load_dotenv_once()
+
+    def substitute(match: re.Match[str]) -> str:
+        var, default = match.group(1), match.group(2)
+        found = os.environ.get(var)
+        if found not in (None, ""):
+            return found
+        if default is not None:
+            return default
+        raise MissingAPIKeyError(
+            f"environment variable {var} is not set; export {var}=... or add it to .env",
+            path=path,
+            model=model,
+            field=field,
+        )
+
+    return _ENV_REF.sub(substitute, value)
+
+
+_DOTENV_LOADED = False
+
+
+def _load_dotenv_once() -> None:
+    global _DOTENV_LOADED
+    if _DOTENV_LOADED:
+        return
+    _DOTENV_LOADED = True
+    from dotenv import find_dotenv, load_dotenv
+
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+
+
+def load_config_file(path: str | Path) -> dict[str, ModelConfig]:
+    """Read one JSON/YAML file into ``{name: ModelConfig}``.
+
+    Raises:
+        ConfigError: unreadable file, bad syntax, unknown keys, wrong types or impossible values.
+    """
+    path = Path(path)
+    raw = _read_structured(path)
+    entries = _entries_of(raw, path)
+    return {name: parse_config(data, name=name, path=str(path)) for name, data in entries}
+
+
+def parse_config(data: Any, *, name: str, path: str | None = None) -> ModelConfig:
+    """Validate one config mapping; pydantic errors become a :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a model config must be a mapping, got {type(data).__name__}", path=path, model=name)
+    try:
+        return ModelConfig(**{**data, "name": name})
+    except ValidationError as exc:
+        raise _config_error(exc, name=name, path=path, data=data) from None
+
+
+def _config_error(exc: ValidationError, *, name: str, path: str | None, data: dict) -> ConfigError:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        known = ", ".join(sorted(ModelConfig.model_fields))
+        message = f"unknown field; known fields are: {known}"
+    elif kind == "missing":
+        message = "is required"
+    elif kind == "literal_error":
+        allowed = first.get("ctx", {}).get("expected", "")
+        message = f"{first['input']!r} is not one of {allowed}"
+    else:
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if field and field != "api_key" and kind not in ("value_error",):
+            message = f"{message} (got {first.get('input')!r})"
+    if field is None and "out_tokens" in message:
+        field = "out_tokens"
+    if field is None and "url" in message:
+        field = "url"
+    err = ConfigError(message, path=path, model=name, field=field)
+    err.errors = [e["type"] for e in exc.errors()]
+    return err
+
+
+def _read_structured(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(path)) from exc
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        import yaml
+
+        return yaml.safe_load(text)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ConfigError(f"invalid JSON: {exc}; fix the syntax", path=str(path)) from None
+    except Exception as exc:  # yaml.YAMLError without importing yaml at module level
+        raise ConfigError(f"invalid YAML: {exc}; fix the syntax", path=str(path)) from None
+
+
+def _entries_of(raw: Any, path: Path) -> list[tuple[str, Any]]:
+    if isinstance(raw, dict) and "models" in raw:
+        models = raw["models"]
+        if isinstance(models, dict):
+            return list(models.items())
+        raw = models
+    if isinstance(raw, list):
+        entries = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict) or not item.get("name"):
+                raise ConfigError(f"list entry {i} needs a 'name' field", path=str(path), field="name")
+            entries.append((item["name"], {k: v for k, v in item.items() if k != "name"}))
+        return entries
+    if isinstance(raw, dict):
+        name = raw.get("name") or path.stem
+        return [(name, {k: v for k, v in raw.items() if k != "name"})]
+    raise ConfigError("a config file must hold a mapping or a list of mappings", path=str(path))

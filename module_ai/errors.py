@@ -1,0 +1,117 @@
+"""Errors raised by module_ai.
+
+Every error subclasses :class:`ModuleAIError` and carries, where they apply, the config file
+(``path``), the model name (``model``) and the config field (``field``). The message says what went
+wrong, where, and how to fix it. The CLI prints it as one line and exits with code 1.
+
+Tree::
+
+    ModuleAIError
+    ├── ConfigError                 a config file or field is wrong
+    │   └── MissingAPIKeyError      api_key refers to an environment variable that is not set
+    ├── UnknownModelError           no model of that name (or of that type) in the registry
+    ├── MissingDependencyError      an optional package is not installed (names the extra)
+    ├── BackendError                a server or local model failed (names model and URL, never the key)
+    ├── BudgetExceededError         a call would cross the tracker's max_cost
+    ├── ContextWindowError          the input does not fit in input_tokens - out_tokens
+    └── KnowledgeBaseError          a knowledge-base index is missing, corrupt or incompatible
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BudgetExceededError",
+    "ConfigError",
+    "ContextWindowError",
+    "KnowledgeBaseError",
+    "MissingAPIKeyError",
+    "MissingDependencyError",
+    "ModuleAIError",
+    "UnknownModelError",
+]
+
+
+class ModuleAIError(Exception):
+    """Base class of every error module_ai raises on purpose.
+
+    Args:
+        message: what went wrong and how to fix it.
+        path: the config file involved, if any.
+        model: the model name involved, if any.
+        field: the config field involved, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        model: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.model = model
+        self.field = field
+        self.message = message
+        super().__init__(self._compose())
+
+    def _compose(self) -> str:
+        where = []
+        if self.path:
+            where.append(self.path)
+        if self.model:
+            where.append(f"model '{self.model}'")
+        if self.field:
+            where.append(f"field '{self.field}'")
+        return f"{': '.join(where)}: {self.message}" if where else self.message
+
+
+class ConfigError(ModuleAIError):
+    """A config file cannot be read, or a field has a wrong name, type or value."""
+
+
+class MissingAPIKeyError(ConfigError):
+    """``api_key`` refers to an environment variable that is neither set nor in ``.env``."""
+
+
+class UnknownModelError(ModuleAIError):
+    """No model of that name (or not of the requested ``model_type``) is in the registry."""
+
+
+class MissingDependencyError(ModuleAIError):
+    """An optional package is missing; the message gives the ``pip install`` line."""
+
+
+class BackendError(ModuleAIError):
+    """A server or an in-process model failed. Names the model and URL, never the API key."""
+
+
+class BudgetExceededError(ModuleAIError):
+    """A call's worst-case cost would cross the active usage tracker's ``max_cost``."""
+
+
+class ContextWindowError(ModuleAIError):
+    """The prompt does not fit into ``input_tokens - out_tokens``; says by how many tokens."""
+
+
+class KnowledgeBaseError(ModuleAIError):
+    """A knowledge-base index is missing, corrupt or built with another embedding model."""
+
+
+def require(module: str, extra: str, *, model: str | None = None, path: str | None = None):
+    """Import an optional module or raise :class:`MissingDependencyError` naming the extra.
+
+    Example:
+        >>> np = require("numpy", "rag")
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the optional package '{module}' is not installed; run: pip install 'module_ai[{extra}]'",
+            model=model,
+            path=path,
+        ) from exc

@@ -1,0 +1,164 @@
+"""Registry: model name -> config -> built LangChain object (lazy, cached).
+
+Example:
+    >>> from module_ai import load_registry
+    >>> reg = load_registry("configs")                    # doctest: +SKIP
+    >>> llm = reg.chat("qwen3-4b")                         # doctest: +SKIP
+    >>> emb = reg.embeddings("minilm")                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from module_ai.config import CONFIG_SUFFIXES, ModelConfig, load_config_file
+from module_ai.errors import ConfigError, ModuleAIError, UnknownModelError
+
+__all__ = ["Registry", "load_registry", "DEFAULT_CONFIG_DIR"]
+
+DEFAULT_CONFIG_DIR = "configs"
+
+
+class Registry:
+    """Named model configs and the LangChain objects built from them.
+
+    Objects are built on first use and cached per (kind, name) when no overrides are given, so
+    every caller shares one client (and one concurrency limit) per model.
+    """
+
+    def __init__(self, configs: dict[str, ModelConfig], sources: dict[str, str] | None = None) -> None:
+        self._configs = dict(configs)
+        self._sources = dict(sources or {})
+        self._cache: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Registry({len(self._configs)} models: {', '.join(sorted(self._configs))})"
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._configs
+
+    def names(self, model_type: str | None = None) -> list[str]:
+        """Sorted model names, optionally only those of one ``model_type``."""
+        return sorted(n for n, c in self._configs.items() if model_type in (None, c.model_type))
+
+    def config(self, name: str) -> ModelConfig:
+        """The validated config of ``name``."""
+        try:
+            return self._configs[name]
+        except KeyError:
+            known = ", ".join(self.names()) or "(none: the registry is empty)"
+            raise UnknownModelError(f"no model named '{name}'; known models: {known}", model=name) from None
+
+    def source(self, name: str) -> str | None:
+        """The file the config of ``name`` came from."""
+        return self._sources.get(name)
+
+    def chat(self, name: str, **overrides: Any):
+        """A LangChain ``BaseChatModel`` for ``name`` (with ``fallbacks`` attached when configured).
+
+        Overrides replace config fields for this object only, e.g. ``temperature=0``.
+        """
+        return self._build("chat", name, overrides)
+
+    def embeddings(self, name: str, **overrides: Any):
+        """A LangChain ``Embeddings`` for ``name``."""
+        return self._build("embedding", name, overrides)
+
+    def reranker(self, name: str, **overrides: Any):
+        """A LangChain ``BaseDocumentCompressor`` that reranks with ``name``."""
+        return self._build("rerank", name, overrides)
+
+    def check(self, name: str) -> dict[str, Any]:
+        """Reach the model's server (or load the local model) and report; never raises for I/O.
+
+        Returns:
+            ``{"name", "ok", "latency_ms", "found", "error"}``; ``found`` says what was seen (models
+            listed by the server, or the embedding dimension).
+        """
+        from module_ai.backends import backend_module
+
+        cfg = self.config(name)
+        start = time.perf_counter()
+        try:
+            found = backend_module(cfg.server_type).check(cfg, self, self.source(name))
+            ok, error = True, None
+        except ModuleAIError as exc:
+            found, ok, error = None, False, str(exc)
+        except Exception as exc:  # report, never raise: check is a diagnostic
+            found, ok, error = None, False, f"{type(exc).__name__}: {exc}"
+        latency = round((time.perf_counter() - start) * 1000, 1)
+        return {"name": name, "ok": ok, "latency_ms": latency, "found": found, "error": error}
+
+    def _build(self, kind: str, name: str, overrides: dict[str, Any]):
+        cfg = self._typed_config(name, kind)
+        if overrides:
+            cfg = _with_overrides(cfg, overrides, self.source(name))
+            return self._construct(kind, cfg, name)
+        key = (kind, name)
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = self._construct(kind, cfg, name)
+            return self._cache[key]
+
+    def _construct(self, kind: str, cfg: ModelConfig, name: str):
+        from module_ai.backends import build
+
+        return build(kind, cfg, self, self.source(name))
+
+    def _typed_config(self, name: str, kind: str) -> ModelConfig:
+        cfg = self.config(name)
+        if cfg.model_type != kind:
+            wanted = self.names(kind)
+            raise UnknownModelError(
+                f"is a {cfg.model_type} model, not a {kind} model; {kind} models: {', '.join(wanted) or 'none'}",
+                model=name,
+                path=self.source(name),
+                field="model_type",
+            )
+        return cfg
+
+
+def _with_overrides(cfg: ModelConfig, overrides: dict[str, Any], path: str | None) -> ModelConfig:
+    from module_ai.config import parse_config
+
+    data = cfg.model_dump(exclude={"name"})
+    if cfg.api_key is not None:
+        data["api_key"] = cfg.api_key.get_secret_value()
+    data.update(overrides)
+    return parse_config(data, name=cfg.display_name, path=path)
+
+
+def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
+    """Load every model config from a folder (``*.json``, ``*.yaml``, ``*.yml``) or one file.
+
+    Args:
+        path: folder or file; ``None`` means ``$MODULE_AI_CONFIG``, else ``./configs``.
+
+    Raises:
+        ConfigError: a file is invalid, or two files define the same model name.
+    """
+    root = Path(path or os.environ.get("MODULE_AI_CONFIG") or DEFAULT_CONFIG_DIR)
+    if not root.exists():
+        raise ConfigError(
+            "config path does not exist; pass a folder of *.json/*.yaml model configs or set MODULE_AI_CONFIG",
+            path=str(root),
+        )
+    files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.suffix in CONFIG_SUFFIXES)
+    configs: dict[str, ModelConfig] = {}
+    sources: dict[str, str] = {}
+    for file in files:
+        for name, cfg in load_config_file(file).items():
+            if name in configs:
+                raise ConfigError(
+                    f"duplicate model name '{name}': also defined in {sources[name]}; rename one of them",
+                    path=str(file),
+                    model=name,
+                    field="name",
+                )
+            configs[name], sources[name] = cfg, str(file)
+    return Registry(configs, sources)
