@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install the test dependencies and run the whole suite (servers are started by the test fixtures:
+# a real llama.cpp server with a generated tiny GGUF, and local DashScope/Ollama/fault servers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet "torch==2.13.0"            # CPU wheel first, so nothing pulls a CUDA build
+python -m pip install --quiet -e ".[dev]"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+python -m pytest -q -p no:cacheprovider "$@"
