@@ -1,14 +1,14 @@
 """Shared plumbing for the threaded fake servers (stdlib only).
 
 `RecordingServer` runs a `ThreadingHTTPServer` on 127.0.0.1 (free port) in a daemon thread and records
-every request (method, path, headers, parsed JSON body) in a thread-safe list. `JSONHandler` subclasses
+every request (method, path, headers with lower-case keys, parsed JSON body, raw bytes) in a thread-safe
+list. `JSONHandler` subclasses
 implement `route(method, path, body)`; helpers send JSON, SSE (chunked) and NDJSON (chunked) replies.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,29 +25,10 @@ class RecordedRequest:
     extra: dict = field(default_factory=dict)
 
 
-_TOKEN_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[A-Za-z0-9_]+|[^\sA-Za-z0-9_]")
-
-
-def count_tokens(text: str) -> int:
-    """Crude tokenizer: one token per CJK char, per ASCII word, per punctuation mark."""
-    return len(_TOKEN_RE.findall(text or ""))
-
-
-def text_of(content: Any) -> str:
-    """Text of an OpenAI message `content` (string or list of parts)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content)
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # don't wait for idle keep-alive connections on close
-    owner: "RecordingServer"
+    owner: RecordingServer
 
 
 class RecordingServer:
@@ -63,8 +44,12 @@ class RecordingServer:
         self._httpd.owner = self
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"{type(self).__name__}:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{type(self).__name__}:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
 
     # recording -------------------------------------------------------------------------------------
@@ -106,7 +91,7 @@ class JSONHandler(BaseHTTPRequestHandler):
     timeout = 30  # idle keep-alive connections end after this
     server: _Server
 
-    def log_message(self, format, *args):  # noqa: A002 - silence stderr logging
+    def log_message(self, format, *args):
         pass
 
     @property
@@ -125,10 +110,12 @@ class JSONHandler(BaseHTTPRequestHandler):
             except ValueError:
                 bad_json = True
         path = self.path.split("?")[0]
-        self.owner.record(RecordedRequest(method, path, dict(self.headers.items()), body, raw))
+        headers = {k.lower(): v for k, v in self.headers.items()}  # keys lower-cased
+        self.owner.record(RecordedRequest(method, path, headers, body, raw))
         if bad_json:
-            return self.send_json(400, {"error": {"message": "request body is not valid JSON",
-                                                  "type": "invalid_request_error"}})
+            return self.send_json(
+                400, {"error": {"message": "request body is not valid JSON", "type": "invalid_request_error"}}
+            )
         if not self.check_auth():
             return None
         try:
@@ -136,10 +123,10 @@ class JSONHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self._handle("GET")
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self._handle("POST")
 
     def check_auth(self) -> bool:
@@ -150,8 +137,13 @@ class JSONHandler(BaseHTTPRequestHandler):
         return False
 
     def auth_error(self) -> dict:
-        return {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
-                          "code": "invalid_api_key"}}
+        return {
+            "error": {
+                "message": "Incorrect API key provided.",
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+            }
+        }
 
     def route(self, method: str, path: str, body: Any) -> None:
         self.send_json(404, {"error": {"message": f"no route {method} {path}", "type": "not_found"}})

@@ -7,8 +7,8 @@ Routes (all require `Authorization: Bearer <api_key>`, else 401):
   "parameter.enable_thinking must be set to false for non-streaming calls"; JSON mode with thinking → 400;
   `tool_choice` required/object with thinking → 400. Streams `delta.reasoning_content` chunks first, then
   `delta.content`; with `stream_options.include_usage` a final chunk with `choices: []` and usage.
-  Honours `max_tokens` only (`max_completion_tokens` is recorded but ignored - an assumption about the real
-  service, like llama.cpp's). One "token" = one piece of `CONTENT_PIECES` (Chinese text), cycled.
+  Honours `max_tokens` only; `max_completion_tokens` is recorded but ignored unless
+  `honour_max_completion_tokens=True` (unverified assumption about the real service, like llama.cpp's). One "token" = one piece of `CONTENT_PIECES` (Chinese text), cycled.
   `thinking_budget` caps reasoning pieces. `response_format` json_object/json_schema (thinking off) returns
   JSON (schema-shaped sample). With `tools` (thinking off or tool_choice auto) it calls the named/first
   tool, unless the last message is a `tool` result, then it answers in text.
@@ -23,77 +23,50 @@ Routes (all require `Authorization: Bearer <api_key>`, else 401):
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import math
-import random
 import struct
 import time
 import uuid
 from typing import Any
 
-from ._http import JSONHandler, RecordingServer, count_tokens, text_of
+from ._http import JSONHandler, RecordingServer
+from ._util import count_tokens, hash_vector, lexical_score, sample_from_schema, text_of
 
 CONTENT_PIECES = ["你好", "，", "我是", "测试", "模型", "。"]
 REASONING_PIECES = ["嗯", "，", "用户", "在", "打招呼", "，", "我", "应该", "礼貌", "回应", "。"]
 DEFAULT_CONTENT_TOKENS = 12
 EMBED_DIMS = (2048, 1536, 1024, 768, 512, 256, 128, 64)
-MODELS = ["qwen3-4b", "qwen-plus", "qwen-flash", "qwen3-vl-plus", "text-embedding-v4",
-          "text-embedding-v3", "gte-rerank-v2", "qwen3-rerank"]
+MODELS = [
+    "qwen3-4b",
+    "qwen-plus",
+    "qwen-flash",
+    "qwen3-vl-plus",
+    "text-embedding-v4",
+    "text-embedding-v3",
+    "gte-rerank-v2",
+    "qwen3-rerank",
+]
 THINKING_NON_STREAM_MSG = "parameter.enable_thinking must be set to false for non-streaming calls"
 JSON_THINKING_MSG = "Json mode response is not supported when enable_thinking is true"
-TOOL_CHOICE_THINKING_MSG = ("The tool_choice parameter does not support being set to required or object "
-                            "in thinking mode")
+TOOL_CHOICE_THINKING_MSG = (
+    "The tool_choice parameter does not support being set to required or object in thinking mode"
+)
 
 
 def _err(message: str, code: str = "invalid_parameter_error") -> dict:
     return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
 
 
-def hash_vector(text: str, dims: int) -> list[float]:
-    """Deterministic unit vector for `text` (same text → same vector)."""
-    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-    rng = random.Random(seed)
-    v = [rng.gauss(0.0, 1.0) for _ in range(dims)]
-    norm = math.sqrt(sum(x * x for x in v)) or 1.0
-    return [x / norm for x in v]
-
-
-def lexical_score(query: str, doc: str) -> float:
-    q = {c for c in query.lower() if not c.isspace()}
-    if not q:
-        return 0.0
-    d = set(doc.lower())
-    return round(len(q & d) / len(q), 6)
-
-
-def sample_from_schema(schema: dict, depth: int = 0) -> Any:
-    """A value matching a (simple) JSON schema, for fake structured output / tool arguments."""
-    if not isinstance(schema, dict) or depth > 5:
-        return None
-    if "enum" in schema:
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf", "allOf"):
-        if schema.get(key):
-            return sample_from_schema(schema[key][0], depth + 1)
-    t = schema.get("type", "object")
-    if isinstance(t, list):
-        t = next((x for x in t if x != "null"), "string")
-    if t == "object":
-        props = schema.get("properties", {})
-        return {k: sample_from_schema(v, depth + 1) for k, v in props.items()}
-    if t == "array":
-        return [sample_from_schema(schema.get("items", {"type": "string"}), depth + 1)]
-    return {"string": "测试", "integer": 1, "number": 1.0, "boolean": True, "null": None}.get(t, "测试")
-
-
 class _Handler(JSONHandler):
-    owner: "FakeDashScope"
+    owner: FakeDashScope
 
     def auth_error(self) -> dict:
         if self.path.startswith("/api/"):
-            return {"code": "InvalidApiKey", "message": "Invalid API-key provided.",
-                    "request_id": str(uuid.uuid4())}
+            return {
+                "code": "InvalidApiKey",
+                "message": "Invalid API-key provided.",
+                "request_id": str(uuid.uuid4()),
+            }
         return _err("Incorrect API key provided. ", "invalid_api_key")
 
     def route(self, method: str, path: str, body: Any) -> None:
@@ -128,6 +101,8 @@ class _Handler(JSONHandler):
             return self.send_json(400, _err(TOOL_CHOICE_THINKING_MSG))
 
         max_tokens = body.get("max_tokens")
+        if max_tokens is None and self.owner.honour_max_completion_tokens:
+            max_tokens = body.get("max_completion_tokens")
         n = DEFAULT_CONTENT_TOKENS if max_tokens is None else min(int(max_tokens), DEFAULT_CONTENT_TOKENS)
         finish = "length" if max_tokens is not None and int(max_tokens) < DEFAULT_CONTENT_TOKENS else "stop"
         content_pieces = [CONTENT_PIECES[i % len(CONTENT_PIECES)] for i in range(max(n, 0))]
@@ -144,20 +119,27 @@ class _Handler(JSONHandler):
                 want = tool_choice.get("function", {}).get("name")
                 fn = next((t["function"] for t in tools if t["function"]["name"] == want), fn)
             args = json.dumps(sample_from_schema(fn.get("parameters") or {}), ensure_ascii=False)
-            tool_call = {"id": "call_" + uuid.uuid4().hex[:20], "type": "function",
-                         "function": {"name": fn["name"], "arguments": args}}
+            tool_call = {
+                "id": "call_" + uuid.uuid4().hex[:20],
+                "type": "function",
+                "function": {"name": fn["name"], "arguments": args},
+            }
             content_pieces, finish = [], "tool_calls"
         budget = body.get("thinking_budget")
         reasoning = REASONING_PIECES[: budget if budget is not None else None] if thinking else []
 
         prompt_tokens = sum(count_tokens(text_of(m.get("content"))) + 4 for m in messages)
-        completion_tokens = len(reasoning) + (len(content_pieces) if not rf else
-                                               count_tokens("".join(content_pieces)))
+        completion_tokens = len(reasoning) + (
+            len(content_pieces) if not rf else count_tokens("".join(content_pieces))
+        )
         if tool_call:
             completion_tokens = count_tokens(tool_call["function"]["arguments"]) + 5
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens,
-                 "prompt_tokens_details": {"cached_tokens": 0}}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
         if thinking:
             usage["completion_tokens_details"] = {"reasoning_tokens": len(reasoning)}
         cid, created, model = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), body["model"]
@@ -165,17 +147,30 @@ class _Handler(JSONHandler):
             msg: dict[str, Any] = {"role": "assistant", "content": "".join(content_pieces)}
             if tool_call:
                 msg["tool_calls"] = [tool_call]
-            return self.send_json(200, {
-                "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": msg, "finish_reason": finish, "logprobs": None}],
-                "usage": usage, "system_fingerprint": None})
+            return self.send_json(
+                200,
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "message": msg, "finish_reason": finish, "logprobs": None}],
+                    "usage": usage,
+                    "system_fingerprint": None,
+                },
+            )
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def chunk(delta: dict, finish_reason: str | None = None) -> dict:
-            c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
-                 "system_fingerprint": None}
+            c = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+                "system_fingerprint": None,
+            }
             if include_usage:
                 c["usage"] = None
             return c
@@ -193,8 +188,17 @@ class _Handler(JSONHandler):
             self.sse(chunk({"content": None, "tool_calls": [dict(tool_call, index=0)]}))
         self.sse(chunk({"content": ""}, finish))
         if include_usage:
-            self.sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                      "choices": [], "usage": usage, "system_fingerprint": None})
+            self.sse(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                    "system_fingerprint": None,
+                }
+            )
         self.sse("[DONE]")
         self.end_chunked()
 
@@ -206,16 +210,30 @@ class _Handler(JSONHandler):
         elif isinstance(inp, list) and inp and all(isinstance(x, str) for x in inp):
             texts = inp
         else:
-            return self.send_json(400, _err("<400> InternalError.Algo.InvalidParameter: Value error, "
-                                            "contents is neither str nor list of str.: input.contents"))
+            return self.send_json(
+                400,
+                _err(
+                    "<400> InternalError.Algo.InvalidParameter: Value error, "
+                    "contents is neither str nor list of str.: input.contents"
+                ),
+            )
         if len(texts) > self.owner.max_batch:
-            return self.send_json(400, _err(
-                "<400> InternalError.Algo.InvalidParameter: Value error, batch size is invalid, it should "
-                f"not be larger than {self.owner.max_batch}.: input.contents"))
+            return self.send_json(
+                400,
+                _err(
+                    "<400> InternalError.Algo.InvalidParameter: Value error, batch size is invalid, it should "
+                    f"not be larger than {self.owner.max_batch}.: input.contents"
+                ),
+            )
         dims = body.get("dimensions", 1024)
         if dims not in EMBED_DIMS:
-            return self.send_json(400, _err(f"<400> InternalError.Algo.InvalidParameter: Value error, "
-                                            f"dimension {dims} is invalid: parameters.dimension"))
+            return self.send_json(
+                400,
+                _err(
+                    f"<400> InternalError.Algo.InvalidParameter: Value error, "
+                    f"dimension {dims} is invalid: parameters.dimension"
+                ),
+            )
         data = []
         for i, t in enumerate(texts):
             vec: Any = hash_vector(t, dims)
@@ -223,8 +241,16 @@ class _Handler(JSONHandler):
                 vec = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
             data.append({"object": "embedding", "index": i, "embedding": vec})
         n = sum(count_tokens(t) for t in texts)
-        self.send_json(200, {"object": "list", "data": data, "model": body.get("model"),
-                             "usage": {"prompt_tokens": n, "total_tokens": n}, "id": str(uuid.uuid4())})
+        self.send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": n, "total_tokens": n},
+                "id": str(uuid.uuid4()),
+            },
+        )
 
     # rerank ----------------------------------------------------------------------------------------
     def rerank(self, body: dict, native: bool) -> None:
@@ -260,12 +286,31 @@ class _Handler(JSONHandler):
 class FakeDashScope(RecordingServer):
     handler_class = _Handler
 
-    def __init__(self, api_key: str | None = None, *, thinking_default: bool = True, max_batch: int = 10,
-                 max_rerank_docs: int = 500):
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        thinking_default: bool = True,
+        max_batch: int = 10,
+        max_rerank_docs: int = 500,
+        honour_max_completion_tokens: bool = False,
+    ):
         self.thinking_default = thinking_default
+        self.honour_max_completion_tokens = honour_max_completion_tokens
         self.max_batch = max_batch
         self.max_rerank_docs = max_rerank_docs
+        self._defaults = {
+            "thinking_default": thinking_default,
+            "max_batch": max_batch,
+            "max_rerank_docs": max_rerank_docs,
+            "honour_max_completion_tokens": honour_max_completion_tokens,
+        }
         super().__init__(api_key)
+
+    def reset(self) -> None:
+        """Clear recorded requests and restore the settings given at start."""
+        super().reset()
+        self.__dict__.update(self._defaults)
 
     @property
     def base_url(self) -> str:

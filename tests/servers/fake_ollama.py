@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ._http import JSONHandler, RecordingServer
-from .fake_dashscope import sample_from_schema
+from ._util import sample_from_schema
 
 CHAT_MODELS = {"qwen3:4b": "qwen3", "llama3.2:1b": "llama"}
 EMBED_MODELS = {"qwen3-embedding:0.6b": "qwen3", "nomic-embed-text:latest": "nomic-bert"}
@@ -43,7 +43,7 @@ def _now() -> str:
 
 
 class _Handler(JSONHandler):
-    owner: "FakeOllama"
+    owner: FakeOllama
 
     def auth_error(self) -> dict:
         return {"error": "unauthorized"}
@@ -76,11 +76,22 @@ class _Handler(JSONHandler):
         family = self.owner.models[name]
         embed = name in EMBED_MODELS
         caps = ["embedding"] if embed else ["completion", "tools", "thinking"]
-        self.send_json(200, {
-            "modelfile": f"FROM {name}\n", "parameters": "temperature 0.6", "template": "{{ .Prompt }}",
-            "details": self.owner.model_entry(name)["details"], "capabilities": caps,
-            "model_info": {"general.architecture": family, f"{family}.context_length": 40960,
-                           f"{family}.embedding_length": 64}, "modified_at": _now()})
+        self.send_json(
+            200,
+            {
+                "modelfile": f"FROM {name}\n",
+                "parameters": "temperature 0.6",
+                "template": "{{ .Prompt }}",
+                "details": self.owner.model_entry(name)["details"],
+                "capabilities": caps,
+                "model_info": {
+                    "general.architecture": family,
+                    f"{family}.context_length": 40960,
+                    f"{family}.embedding_length": 64,
+                },
+                "modified_at": _now(),
+            },
+        )
 
     def chat(self, body: dict) -> None:
         name = self._model(body)
@@ -101,8 +112,12 @@ class _Handler(JSONHandler):
         prompt = self.owner.prompt_tokens(messages, opts.get("num_ctx"))
 
         def frame(message: dict, done: bool) -> dict:
-            return {"model": name, "created_at": _now(), "message": {"role": "assistant", **message},
-                    "done": done}
+            return {
+                "model": name,
+                "created_at": _now(),
+                "message": {"role": "assistant", **message},
+                "done": done,
+            }
 
         with self.owner.gen_lock:  # llama_cpp.Llama is not thread-safe
             thinking = self.owner.generate(prompt, THINK_TOKENS) if think else []
@@ -113,8 +128,14 @@ class _Handler(JSONHandler):
                 fixed = json.dumps(sample_from_schema(schema) if schema else {"answer": "ok"})
             elif tools and messages and messages[-1].get("role") != "tool":
                 fn = tools[0]["function"]
-                tool_calls = [{"function": {"name": fn["name"],
-                                            "arguments": sample_from_schema(fn.get("parameters") or {})}}]
+                tool_calls = [
+                    {
+                        "function": {
+                            "name": fn["name"],
+                            "arguments": sample_from_schema(fn.get("parameters") or {}),
+                        }
+                    }
+                ]
                 fixed = ""
             if stream:
                 self.start_chunked("application/x-ndjson")
@@ -135,9 +156,15 @@ class _Handler(JSONHandler):
                 final["message"]["thinking"] = "".join(thinking)
         if tool_calls:
             final["message"]["tool_calls"] = tool_calls
-        final.update(done_reason="length" if capped and fixed is None and len(pieces) >= n_max else "stop",
-                     total_duration=dur, load_duration=1000, prompt_eval_count=len(prompt),
-                     prompt_eval_duration=dur // 3, eval_count=eval_count, eval_duration=dur // 2)
+        final.update(
+            done_reason="length" if capped and fixed is None and len(pieces) >= n_max else "stop",
+            total_duration=dur,
+            load_duration=1000,
+            prompt_eval_count=len(prompt),
+            prompt_eval_duration=dur // 3,
+            eval_count=eval_count,
+            eval_duration=dur // 2,
+        )
         if stream:
             self.ndjson(final)
             return self.end_chunked()
@@ -153,25 +180,51 @@ class _Handler(JSONHandler):
             return self.send_json(400, {"error": "invalid input type"})
         t0 = time.monotonic_ns()
         vecs, n_tokens = self.owner.embed(texts, body.get("dimensions"))
-        self.send_json(200, {"model": name, "embeddings": vecs, "total_duration": time.monotonic_ns() - t0,
-                             "load_duration": 1000, "prompt_eval_count": n_tokens})
+        self.send_json(
+            200,
+            {
+                "model": name,
+                "embeddings": vecs,
+                "total_duration": time.monotonic_ns() - t0,
+                "load_duration": 1000,
+                "prompt_eval_count": n_tokens,
+            },
+        )
 
 
 class FakeOllama(RecordingServer):
     handler_class = _Handler
 
-    def __init__(self, model_path: str | Path, api_key: str | None = None, *, thinking_default: bool = True,
-                 seed: int = 1234):
+    def __init__(
+        self,
+        model_path: str | Path,
+        api_key: str | None = None,
+        *,
+        thinking_default: bool = True,
+        seed: int = 1234,
+    ):
         import llama_cpp
 
         self.models = {**CHAT_MODELS, **EMBED_MODELS}
         self.thinking_default = thinking_default
         self.gen_lock = threading.Lock()
         self.embed_lock = threading.Lock()
-        common = dict(model_path=str(model_path), verbose=False, n_ctx=2048, n_threads=1, n_threads_batch=1)
+        common = {
+            "model_path": str(model_path),
+            "verbose": False,
+            "n_ctx": 2048,
+            "n_threads": 1,
+            "n_threads_batch": 1,
+        }
         self.llm = llama_cpp.Llama(seed=seed, **common)
         self.embedder = llama_cpp.Llama(embedding=True, **common)
+        self._thinking_default = thinking_default
         super().__init__(api_key)
+
+    def reset(self) -> None:
+        """Clear recorded requests and restore `thinking_default`."""
+        super().reset()
+        self.thinking_default = self._thinking_default
 
     @property
     def base_url(self) -> str:
@@ -185,14 +238,29 @@ class FakeOllama(RecordingServer):
 
     def model_entry(self, name: str) -> dict:
         family = self.models[name]
-        return {"name": name, "model": name, "modified_at": _now(), "size": 475040,
-                "digest": f"{abs(hash(name)):064x}"[:64],
-                "details": {"parent_model": "", "format": "gguf", "family": family, "families": [family],
-                            "parameter_size": "0.1M", "quantization_level": "F32"}}
+        return {
+            "name": name,
+            "model": name,
+            "modified_at": _now(),
+            "size": 475040,
+            "digest": f"{abs(hash(name)):064x}"[:64],
+            "details": {
+                "parent_model": "",
+                "format": "gguf",
+                "family": family,
+                "families": [family],
+                "parameter_size": "0.1M",
+                "quantization_level": "F32",
+            },
+        }
 
     def prompt_tokens(self, messages: list[dict], num_ctx: int | None) -> list[int]:
-        text = "".join(f"<|im_start|>{m.get('role', 'user')}\n{m.get('content') or ''}<|im_end|>\n"
-                       for m in messages) + "<|im_start|>assistant\n"
+        text = (
+            "".join(
+                f"<|im_start|>{m.get('role', 'user')}\n{m.get('content') or ''}<|im_end|>\n" for m in messages
+            )
+            + "<|im_start|>assistant\n"
+        )
         toks = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         keep = min(num_ctx or MAX_PROMPT, MAX_PROMPT)
         return toks[-keep:]
@@ -200,8 +268,9 @@ class FakeOllama(RecordingServer):
     def generate_iter(self, prompt: list[int], n: int):
         if n <= 0:
             return
-        for chunk in self.llm.create_completion(prompt, max_tokens=n, stream=True, temperature=0.8,
-                                                logit_bias=PRINTABLE_BIAS):
+        for chunk in self.llm.create_completion(
+            prompt, max_tokens=n, stream=True, temperature=0.8, logit_bias=PRINTABLE_BIAS
+        ):
             choice = chunk["choices"][0]
             if choice["text"] or choice.get("finish_reason") is None:
                 yield choice["text"]
@@ -211,7 +280,7 @@ class FakeOllama(RecordingServer):
 
     def embed(self, texts: list[str], dims: int | None) -> tuple[list[list[float]], int]:
         with self.embed_lock:
-            raw = self.embedder.embed(texts) if texts else []
+            raw = [self.embedder.embed(t) for t in texts]  # one at a time: batching changes the floats
             n_tokens = sum(len(self.embedder.tokenize(t.encode("utf-8"))) for t in texts)
         out = []
         for v in raw:

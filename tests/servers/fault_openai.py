@@ -10,12 +10,14 @@ Routes: `POST /v1/chat/completions` (stream or not; content "tok0 tok1 ..." of
 min(max_tokens|max_completion_tokens, reply_tokens) words; usage unless `usage=False`; streaming usage
 chunk only with `stream_options.include_usage`), `POST /v1/embeddings` (str | [str] | token arrays →
 `embed_dims`-dim hash vectors, base64 honoured), `GET /v1/models`.
-Fault for the k-th request (1-based, counted over all routes): `faults[k-1]` if `faults` is a list
+Fault for the k-th request (1-based, over all routes, counted from the last configure(faults=/every=)
+or reset()): `faults[k-1]` if `faults` is a list
 (None = ok), or `faults(k, path, body)` if callable, else `every=(N, name)` when k % N == 0.
 Fault names: "429" (with `Retry-After: retry_after`), "500", "502", "503", "408", "400", "401",
 "malformed" (200 with a truncated JSON body / a non-JSON SSE line), "drop" (stream: `drop_after` chunks then
 the connection is aborted; non-stream: aborted before any response), "no_usage", "hang" (sleeps `hang_s`).
-`latency_ms` is added to every request (before the reply); in-flight counting spans the whole request.
+stats()["statuses"] counts replies by status (0 = connection dropped); counts are final before the
+client sees the end of the reply. `latency_ms` is added to every request (before the reply); in-flight counting spans the whole request.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import struct
 import threading
 import time
 from collections import Counter
+from http import HTTPStatus
 from typing import Any
 
-from .fake_dashscope import hash_vector
+from ._util import hash_vector
 
 ERRORS = {
     "429": (429, "rate_limit_error", "Rate limit reached for requests. Please try again later."),
@@ -40,11 +43,18 @@ ERRORS = {
     "400": (400, "invalid_request_error", "Invalid request (injected)."),
     "401": (401, "invalid_request_error", "Incorrect API key provided."),
 }
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
-           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-           503: "Service Unavailable"}
-DEFAULTS: dict[str, Any] = dict(latency_ms=0, faults=None, every=None, retry_after="1", usage=True,
-                                reply_tokens=8, drop_after=2, hang_s=30.0, embed_dims=8, model="fault-model")
+DEFAULTS: dict[str, Any] = {
+    "latency_ms": 0,
+    "faults": None,
+    "every": None,
+    "retry_after": "1",
+    "usage": True,
+    "reply_tokens": 8,
+    "drop_after": 2,
+    "hang_s": 30.0,
+    "embed_dims": 8,
+    "model": "fault-model",
+}
 
 
 class FaultServer:
@@ -63,16 +73,19 @@ class FaultServer:
         self.base_url = self.url + "/v1"
 
     # control API -----------------------------------------------------------------------------------
-    def configure(self, **kwargs: Any) -> "FaultServer":
+    def configure(self, **kwargs: Any) -> FaultServer:
         unknown = set(kwargs) - set(DEFAULTS)
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         with self._lock:
             self.config.update(kwargs)
+            if "faults" in kwargs or "every" in kwargs:
+                self._sched = 0  # fault schedules count requests from the configure() call
         return self
 
     def _clear(self) -> None:
         self._n = 0
+        self._sched = 0
         self._in_flight = 0
         self._max_in_flight = 0
         self._statuses: Counter = Counter()
@@ -87,9 +100,15 @@ class FaultServer:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"total": self._n, "statuses": dict(self._statuses), "faults": dict(self._faults),
-                    "max_in_flight": self._max_in_flight, "in_flight": self._in_flight,
-                    "timestamps": list(self._timestamps), "paths": [r["path"] for r in self.requests]}
+            return {
+                "total": self._n,
+                "statuses": dict(self._statuses),
+                "faults": dict(self._faults),
+                "max_in_flight": self._max_in_flight,
+                "in_flight": self._in_flight,
+                "timestamps": list(self._timestamps),
+                "paths": [r["path"] for r in self.requests],
+            }
 
     @property
     def count(self) -> int:
@@ -101,6 +120,7 @@ class FaultServer:
             self._server.close()
             for t in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
                 t.cancel()
+
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(_shutdown(), self._loop).result(5)
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -116,7 +136,8 @@ class FaultServer:
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._client, "127.0.0.1", 0, backlog=1024))
+            asyncio.start_server(self._client, "127.0.0.1", 0, backlog=1024)
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         ready.set()
         self._loop.run_forever()
@@ -152,16 +173,20 @@ class FaultServer:
             return every[1]
         return None
 
-    async def _handle(self, method: str, path: str, headers: dict, raw: bytes, w: asyncio.StreamWriter) -> bool:
+    async def _handle(
+        self, method: str, path: str, headers: dict, raw: bytes, w: asyncio.StreamWriter
+    ) -> bool:
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
             body = None
         with self._lock:
             self._n += 1
-            k = self._n
+            self._sched += 1
+            k = self._sched
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            w.pending = True  # type: ignore[attr-defined]  # this connection's current request is in flight
             self._timestamps.append(time.monotonic())
             self.requests.append({"method": method, "path": path, "headers": headers, "body": body})
             cfg = dict(self.config)
@@ -184,11 +209,18 @@ class FaultServer:
                 await asyncio.sleep(cfg["hang_s"])
                 status = await self._error(w, 504, "timeout_error", "hung request finished")
             elif fault == "drop" and not body.get("stream"):
+                self._finish(w, 0)
                 w.transport.abort()
                 status = 0
             elif method == "GET" and path == "/v1/models":
-                status = await self._send(w, 200, {"object": "list", "data": [
-                    {"id": cfg["model"], "object": "model", "created": 0, "owned_by": "test"}]})
+                status = await self._send(
+                    w,
+                    200,
+                    {
+                        "object": "list",
+                        "data": [{"id": cfg["model"], "object": "model", "created": 0, "owned_by": "test"}],
+                    },
+                )
             elif method == "POST" and path == "/v1/chat/completions":
                 status = await self._chat(w, body, cfg, fault)
             elif method == "POST" and path == "/v1/embeddings":
@@ -196,22 +228,36 @@ class FaultServer:
             else:
                 status = await self._error(w, 404, "not_found", f"no route {method} {path}")
         finally:
+            self._finish(w, status)
+        return status not in (0,) and fault != "drop" and fault != "malformed"
+
+    def _finish(self, w, status: int) -> None:
+        """Count the request as done (before its last bytes go out, so stats() is exact for clients)."""
+        if getattr(w, "pending", False):
+            w.pending = False
             with self._lock:
                 self._in_flight -= 1
                 self._statuses[status] += 1
-        return status not in (0,) and fault != "drop" and fault != "malformed"
 
     # responses -------------------------------------------------------------------------------------
-    async def _send(self, w, status: int, obj: Any, headers: dict | None = None, raw: bytes | None = None) -> int:
+    async def _send(
+        self, w, status: int, obj: Any, headers: dict | None = None, raw: bytes | None = None
+    ) -> int:
         data = raw if raw is not None else json.dumps(obj).encode()
-        head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", "Content-Type: application/json",
-                f"Content-Length: {len(data)}"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+        head = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(data)}",
+        ] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self._finish(w, status)
         w.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
         await w.drain()
         return status
 
     async def _error(self, w, status: int, typ: str, msg: str, headers: dict | None = None) -> int:
-        return await self._send(w, status, {"error": {"message": msg, "type": typ, "code": str(status)}}, headers)
+        return await self._send(
+            w, status, {"error": {"message": msg, "type": typ, "code": str(status)}}, headers
+        )
 
     async def _chat(self, w, body: dict, cfg: dict, fault: str | None) -> int:
         msgs = body.get("messages") or []
@@ -226,8 +272,18 @@ class FaultServer:
         if not body.get("stream"):
             if fault == "malformed":
                 return await self._send(w, 200, None, raw=b'{"id": "chatcmpl-x", "choices": [{"message": ')
-            out = dict(base, object="chat.completion", choices=[{"index": 0, "finish_reason": finish,
-                       "message": {"role": "assistant", "content": " ".join(words)}, "logprobs": None}])
+            out = dict(
+                base,
+                object="chat.completion",
+                choices=[
+                    {
+                        "index": 0,
+                        "finish_reason": finish,
+                        "message": {"role": "assistant", "content": " ".join(words)},
+                        "logprobs": None,
+                    }
+                ],
+            )
             if with_usage:
                 out["usage"] = usage
             return await self._send(w, 200, out)
@@ -239,11 +295,18 @@ class FaultServer:
             await w.drain()
 
         def chunk(delta: dict, fin: str | None = None) -> str:
-            return json.dumps(dict(base, object="chat.completion.chunk",
-                                   choices=[{"index": 0, "delta": delta, "finish_reason": fin}]))
+            return json.dumps(
+                dict(
+                    base,
+                    object="chat.completion.chunk",
+                    choices=[{"index": 0, "delta": delta, "finish_reason": fin}],
+                )
+            )
+
         await sse(chunk({"role": "assistant", "content": ""}))
         for i, word in enumerate(words):
             if fault == "drop" and i >= cfg["drop_after"]:
+                self._finish(w, 0)
                 w.transport.abort()
                 return 0
             if fault == "malformed" and i == 1:
@@ -253,6 +316,7 @@ class FaultServer:
         await sse(chunk({}, finish))
         if with_usage and (body.get("stream_options") or {}).get("include_usage"):
             await sse(json.dumps(dict(base, object="chat.completion.chunk", choices=[], usage=usage)))
+        self._finish(w, 200)
         await sse("[DONE]")
         w.write(b"0\r\n\r\n")
         await w.drain()
@@ -260,8 +324,11 @@ class FaultServer:
 
     async def _embeddings(self, w, body: dict, cfg: dict, fault: str | None) -> int:
         inp = body.get("input")
-        items = [inp] if isinstance(inp, str) or (isinstance(inp, list) and inp and isinstance(inp[0], int)) \
+        items = (
+            [inp]
+            if isinstance(inp, str) or (isinstance(inp, list) and inp and isinstance(inp[0], int))
             else (inp or [])
+        )
         if fault == "malformed":
             return await self._send(w, 200, None, raw=b'{"data": [{"embedding": [0.1, ')
         dims = body.get("dimensions") or cfg["embed_dims"]
@@ -281,4 +348,3 @@ class FaultServer:
 def start(api_key: str | None = None, **config: Any) -> FaultServer:
     srv = FaultServer(api_key)
     return srv.configure(**config) if config else srv
-

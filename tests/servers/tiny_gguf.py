@@ -40,7 +40,22 @@ def vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
-def make_tiny_gguf(path: str | Path, seed: int = 0) -> Path:
+def printable_ids() -> list[int]:
+    """Token ids the model may generate when `printable=True`: bytes 0x20..0x7E and the normal pieces."""
+    return [3 + b for b in range(0x20, 0x7F)] + list(range(259, 259 + len(NORMAL_PIECES)))
+
+
+def make_tiny_gguf(path: str | Path, seed: int = 0, printable: bool = True) -> Path:
+    """Write the GGUF and return its path.
+
+    printable=True (default) keeps every tensor random-normal x 0.05 except `output.weight`, whose rows for
+    printable tokens (bytes 0x20..0x7E and the normal pieces) are random-normal x 1.5 and whose other rows
+    (control, </s>, non-ASCII bytes) are zero: those logits stay at 0 while the best printable logit is about
+    +29, so generation is printable text that never stops by itself and `max_tokens` is honoured exactly.
+    printable=False is the plain random model: random bytes, invalid UTF-8 pieces, early </s>, and
+    llama-cpp-python then overshoots `max_tokens` while a trailing byte looks like an incomplete UTF-8
+    sequence (its multibyte check `continue`s past the max_tokens test). Embeddings are unaffected.
+    """
     import gguf
 
     path = Path(path)
@@ -78,7 +93,13 @@ def make_tiny_gguf(path: str | Path, seed: int = 0) -> Path:
     ones = np.ones(N_EMBD, dtype=np.float32)
     w.add_tensor("token_embd.weight", rand(n_vocab, N_EMBD))
     w.add_tensor("output_norm.weight", ones.copy())
-    w.add_tensor("output.weight", rand(n_vocab, N_EMBD))
+    out = rand(n_vocab, N_EMBD)
+    if printable:
+        mask = np.zeros(n_vocab, dtype=bool)
+        mask[printable_ids()] = True
+        out[mask] *= 30.0
+        out[~mask] = 0.0
+    w.add_tensor("output.weight", out)
     for i in range(N_LAYER):
         w.add_tensor(f"blk.{i}.attn_norm.weight", ones.copy())
         for name in ("attn_q", "attn_k", "attn_v", "attn_output"):

@@ -1,0 +1,112 @@
+"""Shared fixtures: a tiny GGUF, the real llama-cpp-python server, and fake DashScope / Ollama / fault servers.
+
+Session-scoped (each server starts once, lazily, on first use) and torn down at session end:
+- `test_api_key` -> str "sk-test-0123456789abcdef0123456789"; also exported as env MODULE_AI_TEST_KEY.
+- `tiny_gguf` -> pathlib.Path of the tiny llama GGUF.
+- `llama_server` -> str base URL "http://127.0.0.1:P/v1" (no API key required; model id "tiny").
+- `llama_server_proc` -> tests.servers.llama_server.LlamaServer (.base_url, .url, .model_id, .log(), .stop()).
+- `dashscope_server` -> FakeDashScope (.url, .base_url = url + "/compatible-mode/v1", .rerank_url,
+  .compat_rerank_url, .requests, .count, .requests_to(suffix), .reset(); settings .thinking_default,
+  .max_batch, .max_rerank_docs, .honour_max_completion_tokens). Requires `Authorization: Bearer <test_api_key>`.
+- `ollama_server` -> FakeOllama (.url = base for ChatOllama/OllamaEmbeddings, .requests, .count, .reset(),
+  .thinking_default). No auth (like Ollama).
+- `fault_server` -> FaultServer (.url, .base_url = url + "/v1", .configure(...), .stats(), .reset(),
+  .requests). Requires `Authorization: Bearer <test_api_key>`.
+Before every test the fake servers that were started are reset (recordings cleared, settings restored).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+TEST_API_KEY = "sk-test-0123456789abcdef0123456789"
+os.environ["MODULE_AI_TEST_KEY"] = TEST_API_KEY
+
+import sys
+from pathlib import Path
+
+import pytest
+
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:  # so `tests.servers` imports under plain `pytest` too
+    sys.path.insert(0, _ROOT)
+
+_started: list = []  # fake servers to reset before each test
+
+
+@pytest.fixture(scope="session")
+def test_api_key() -> str:
+    os.environ["MODULE_AI_TEST_KEY"] = TEST_API_KEY
+    return TEST_API_KEY
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory) -> Path:
+    from tests.servers.tiny_gguf import make_tiny_gguf
+
+    return make_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def llama_server_proc(tiny_gguf):
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
+    from tests.servers.llama_server import start_llama_server
+
+    srv = start_llama_server(tiny_gguf)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server(llama_server_proc) -> str:
+    return llama_server_proc.base_url
+
+
+@pytest.fixture(scope="session")
+def dashscope_server(test_api_key):
+    from tests.servers import fake_dashscope
+
+    srv = fake_dashscope.start(test_api_key)
+    _started.append(srv)
+    yield srv
+    _started.remove(srv)
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def ollama_server(tiny_gguf):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+    from tests.servers import fake_ollama
+
+    srv = fake_ollama.start(tiny_gguf)
+    _started.append(srv)
+    yield srv
+    _started.remove(srv)
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def fault_server(test_api_key):
+    from tests.servers import fault_openai
+
+    srv = fault_openai.start(test_api_key)
+    _started.append(srv)
+    yield srv
+    _started.remove(srv)
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_fake_servers():
+    for srv in _started:
+        srv.reset()
+    yield
+
+
+def pytest_configure(config):
+    from tests import _secret_guard
+
+    _secret_guard.install()
