@@ -27,6 +27,9 @@ __all__ = ["rag_chain", "format_context", "refusal_text", "source_entry"]
 SNIPPET_CHARS = 160
 _TAG_LOOKALIKE = re.compile(r"<\s*/?\s*documents?\b[^>]*>", re.IGNORECASE)
 _SCORE_KEYS = ("relevance_score", "dense_score", "score")
+"""Score used for the ``min_score`` refusal: reranker score, else dense similarity, else fused score."""
+_REPORT_KEYS = ("relevance_score", "score")
+"""Score reported per source: reranker score, else the retriever's (fused) ranking score."""
 
 
 def refusal_text(lang: str = "zh", prompts_dir: str | None = None) -> str:
@@ -47,7 +50,7 @@ def format_context(docs: Sequence[Any]) -> str:
 def source_entry(index: int, doc: Any) -> dict[str, Any]:
     """What the answer reports about context block ``[index]``."""
     meta = doc.metadata
-    score = next((meta[k] for k in _SCORE_KEYS if meta.get(k) is not None), None)
+    score = next((meta[k] for k in _REPORT_KEYS if meta.get(k) is not None), None)
     return {"index": index, "id": doc.id or meta.get("id") or meta.get("chunk_id"),
             "source": meta.get("source"), "score": score,
             "snippet": doc.page_content[:SNIPPET_CHARS]}

@@ -18,7 +18,7 @@ from typing import Any
 from module_ai.config import CONFIG_SUFFIXES, ModelConfig, load_config_file
 from module_ai.errors import ConfigError, ModuleAIError, UnknownModelError
 
-__all__ = ["Registry", "load_registry", "DEFAULT_CONFIG_DIR"]
+__all__ = ["Registry", "load_registry", "DEFAULT_CONFIG_DIR", "BUILTIN_CONFIG_DIR"]
 
 DEFAULT_CONFIG_DIR = "configs"
 
@@ -133,11 +133,17 @@ def _with_overrides(cfg: ModelConfig, overrides: dict[str, Any], path: str | Non
     return parse_config(data, name=cfg.display_name, path=path)
 
 
-def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
+BUILTIN_CONFIG_DIR = Path(__file__).parent / "configs"
+"""Configs shipped inside the package (the embedded default ``minilm``); user files override them."""
+
+
+def load_registry(path: str | os.PathLike[str] | None = None, *, builtin: bool = True) -> Registry:
     """Load every model config from a folder (``*.json``, ``*.yaml``, ``*.yml``) or one file.
 
     Args:
         path: folder or file; ``None`` means ``$MODULE_AI_CONFIG``, else ``./configs``.
+        builtin: also offer the package's built-in configs (``minilm``) under names the user's
+            files do not define.
 
     Raises:
         ConfigError: a file is invalid, or two files define the same model name.
@@ -161,4 +167,9 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
                     field="name",
                 )
             configs[name], sources[name] = cfg, str(file)
+    if builtin:
+        for file in sorted(BUILTIN_CONFIG_DIR.glob("*.json")):
+            for name, cfg in load_config_file(file).items():
+                if name not in configs:
+                    configs[name], sources[name] = cfg, str(file)
     return Registry(configs, sources)

@@ -65,7 +65,7 @@ def test_error_message_says_how_to_fix():
 
 def test_seed_config_loads_unchanged(tmp_path):
     (tmp_path / "qwen3-4b.json").write_text(json.dumps(SEED), encoding="utf-8")
-    reg = load_registry(tmp_path)
+    reg = load_registry(tmp_path, builtin=False)
     cfg = reg.config("qwen3-4b")
     assert (cfg.pay_in, cfg.pay_out, cfg.input_tokens, cfg.out_tokens) == (0.3, 1.2, 32768, 8192)
     assert cfg.no_think is True and cfg.currency == "CNY" and cfg.price_unit == 1_000_000
@@ -80,7 +80,7 @@ def test_multi_model_files_json_and_yaml(tmp_path):
         "- name: z\n  model_type: chat\n  server_type: openai\n  model: m\n  url: http://127.0.0.1:1/v1\n")
     (tmp_path / "c.yml").write_text("name: named\nmodel_type: chat\nserver_type: ollama\nmodel: q\n")
     (tmp_path / "notes.txt").write_text("ignored")
-    reg = load_registry(tmp_path)
+    reg = load_registry(tmp_path, builtin=False)
     assert reg.names() == ["named", "x", "y", "z"]
     assert reg.names("embedding") == ["y"]
     assert reg.source("z").endswith("b.yaml")
@@ -89,9 +89,10 @@ def test_multi_model_files_json_and_yaml(tmp_path):
 def test_single_file_path_and_env_default(tmp_path, monkeypatch):
     path = tmp_path / "one.json"
     path.write_text(json.dumps({"model_type": "chat", "server_type": "ollama", "model": "q"}))
-    assert load_registry(path).names() == ["one"]
+    assert load_registry(path, builtin=False).names() == ["one"]
     monkeypatch.setenv("MODULE_AI_CONFIG", str(tmp_path))
-    assert load_registry().names() == ["one"]
+    assert load_registry(builtin=False).names() == ["one"]
+    assert load_registry().names() == ["minilm", "one"]
 
 
 def test_duplicate_names_name_both_files(tmp_path):
@@ -107,7 +108,7 @@ def test_missing_path_and_unknown_model(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_registry(tmp_path / "nope")
     (tmp_path / "q.json").write_text(json.dumps({"model_type": "chat", "server_type": "ollama", "model": "q"}))
-    reg = load_registry(tmp_path)
+    reg = load_registry(tmp_path, builtin=False)
     with pytest.raises(UnknownModelError, match="known models: q"):
         reg.chat("qwen")
     with pytest.raises(UnknownModelError, match="not a embedding model"):
@@ -166,3 +167,11 @@ def test_overrides_are_validated(tmp_path):
         reg.chat("q", temperature=9)
     assert reg.chat("q", temperature=0.1).temperature == 0.1
     assert reg.chat("q") is reg.chat("q")
+
+
+def test_builtin_default_embedding_is_offered_and_overridable(tmp_path):
+    reg = load_registry(tmp_path)
+    assert reg.names() == ["minilm"] and reg.config("minilm").server_type == "local"
+    (tmp_path / "minilm.json").write_text(json.dumps({"model_type": "embedding", "server_type": "ollama",
+                                                      "model": "all-minilm"}))
+    assert load_registry(tmp_path).config("minilm").server_type == "ollama"

@@ -58,12 +58,23 @@ def load_sentence_transformer(cfg: ModelConfig, path: str | None) -> Any:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             st = require("sentence_transformers", "local", model=cfg.display_name, path=path)
+            _quiet_transformers()
             options = {k: v for k, v in cfg.options.items() if k != "normalize"}
             try:
                 _loaded[model_dir] = st.SentenceTransformer(model_dir, **options)
             except Exception as exc:
                 raise BackendError(f"could not load {model_dir}: {exc}", model=cfg.display_name) from exc
         return _loaded[model_dir]
+
+
+def _quiet_transformers() -> None:
+    """Hide transformers' per-load progress bar (it is noise on every CLI call)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # sentence-transformers without transformers cannot load anyway
+        pass
 
 
 def _embeddings_class() -> type:

@@ -1,0 +1,60 @@
+"""``module-ai demo``: index the bundled guide with the embedded defaults and answer questions.
+
+With a chat model (``--chat NAME`` or ``$MODULE_AI_CHAT``) it generates cited answers; without
+one it shows the cited evidence and says how to configure a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from module_ai.registry import load_registry
+
+__all__ = ["register", "DEMO_DOCS", "DEMO_QUESTIONS"]
+
+DEMO_DOCS = Path(__file__).resolve().parent.parent / "data" / "demo"
+DEMO_QUESTIONS = [
+    "qwen3-4b 的输入和输出价格是多少？",
+    "中文关键词检索为什么需要分词？",
+    "What does a LangGraph checkpointer do?",
+]
+
+
+def register(subparsers: Any) -> None:
+    """Add ``demo`` to the CLI."""
+    p = subparsers.add_parser("demo", help="index the bundled guide and answer a few questions")
+    p.add_argument("questions", nargs="*", help="your own questions (default: three samples)")
+    p.add_argument("--kb", default=str(Path.home() / ".cache" / "module_ai" / "demo_kb"))
+    p.add_argument("--chat", default=None, help="chat model name (default: $MODULE_AI_CHAT)")
+    p.add_argument("--k", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args: Any) -> int:
+    from module_ai.commands.rag import _print_answer, answer_or_evidence, open_kb
+
+    reg = load_registry(args.config)
+    kb_args = argparse.Namespace(kb=args.kb, backend="embedded", quiet=args.quiet, metric="cosine",
+                                 chunk_size=300, chunk_overlap=50, rebuild=False)
+    kb = open_kb(kb_args, reg, create_from=[str(DEMO_DOCS)], embedding="minilm")
+    stats = kb.stats()
+    ask = argparse.Namespace(chat=args.chat, rerank=None, k=args.k, mode="hybrid", min_score=None,
+                             lang="zh", json=args.json)
+    outputs = []
+    if not args.json:
+        print(f"knowledge base: {stats['chunks']} chunks from {stats['sources']} files in {args.kb}")
+    for question in args.questions or DEMO_QUESTIONS:
+        if not args.json:
+            print(f"\n问题 / question: {question}")
+        out = answer_or_evidence(kb, reg, question, ask)
+        outputs.append(out)
+        if not args.json:
+            _print_answer(out)
+    if args.json:
+        print(json.dumps(outputs, ensure_ascii=False, indent=2))
+    return 0

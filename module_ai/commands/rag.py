@@ -1,0 +1,179 @@
+"""``module-ai rag index|ask|eval``: build, query and tune a knowledge base from the shell."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from module_ai.errors import ConfigError
+from module_ai.registry import load_registry
+
+__all__ = ["register", "open_kb", "answer_or_evidence"]
+
+DEFAULT_EMBEDDING = "minilm"
+BACKENDS = ("embedded", "milvus")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``rag`` with its ``index``, ``ask`` and ``eval`` subcommands."""
+    rag = subparsers.add_parser("rag", help="knowledge base: index documents, ask questions, evaluate")
+    sub = rag.add_subparsers(dest="rag_command", metavar="SUBCOMMAND", parser_class=type(rag))
+    sub.required = True
+    p = sub.add_parser("index", help="index a folder or files (incremental when the index exists)")
+    p.add_argument("docs", nargs="+", help="folder(s) or files: .md .txt .html .pdf .docx")
+    _kb_options(p)
+    p.add_argument("--embedding", default=None, help=f"embedding model name (default {DEFAULT_EMBEDDING})")
+    p.add_argument("--metric", choices=["cosine", "ip", "l2"], default="cosine")
+    p.add_argument("--chunk-size", type=int, default=500)
+    p.add_argument("--chunk-overlap", type=int, default=80)
+    p.add_argument("--rebuild", action="store_true", help="rebuild from scratch instead of syncing")
+    p.set_defaults(func=run_index)
+    p = sub.add_parser("ask", help="answer a question from the knowledge base, with citations")
+    p.add_argument("question")
+    _kb_options(p)
+    _query_options(p)
+    p.set_defaults(func=run_ask)
+    p = sub.add_parser("eval", help="evaluate bm25/dense/hybrid(+rerank) on a BEIR-layout data set")
+    p.add_argument("data", help="folder with corpus.jsonl, queries.jsonl, qrels.tsv")
+    p.add_argument("--embedding", default=DEFAULT_EMBEDDING)
+    p.add_argument("--rerank", default=None, help="reranker model name (adds hybrid_rerank)")
+    p.add_argument("--max-queries", type=int, default=None)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--backend", choices=BACKENDS, default="embedded")
+    p.add_argument("--save-best", metavar="KB", default=None, help="store the best setting in this index")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_eval)
+
+
+def _kb_options(p: Any) -> None:
+    p.add_argument("--kb", default="kb", help="index folder (Milvus: a .db file or URI)")
+    p.add_argument("--backend", choices=BACKENDS, default="embedded")
+    p.add_argument("--collection", default="module_ai_kb", help="Milvus collection name")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _query_options(p: Any) -> None:
+    p.add_argument("--chat", default=None, help="chat model name (default: $MODULE_AI_CHAT; none: show evidence)")
+    p.add_argument("--rerank", default=None, help="reranker model name")
+    p.add_argument("--k", type=int, default=5, help="context chunks")
+    p.add_argument("--mode", choices=["hybrid", "bm25", "dense"], default=None)
+    p.add_argument("--min-score", type=float, default=None, help="refuse under this retrieval score")
+    p.add_argument("--lang", choices=["zh", "en"], default="zh")
+    p.add_argument("--json", action="store_true")
+
+
+def open_kb(args: Any, reg: Any, *, create_from: list[str] | None = None, embedding: str | None = None):
+    """Open (or, with ``create_from``, build or sync) the knowledge base named by ``args``."""
+    if args.backend == "milvus":
+        from module_ai.milvus.cli_support import open_milvus_kb
+
+        return open_milvus_kb(args, reg, create_from=create_from, embedding=embedding)
+    from module_ai.retrieval import KnowledgeBase
+    from module_ai.retrieval.store import read_manifest
+
+    kb_dir = Path(args.kb)
+    exists = (kb_dir / "manifest.json").exists()
+    name = embedding or (read_manifest(kb_dir)["embedding_model"] if exists else DEFAULT_EMBEDDING)
+    cfg = reg.config(name)
+    options = {"batch_size": cfg.max_batch or 32, "max_concurrency": cfg.max_concurrency or 2,
+               "show_progress": not getattr(args, "quiet", False)}
+    if create_from is None and not exists:
+        raise ConfigError(f"no knowledge base in '{kb_dir}'; build one with: module-ai rag index DOCS --kb {kb_dir}",
+                          field="--kb")
+    if create_from is not None and (getattr(args, "rebuild", False) or not exists):
+        return KnowledgeBase.build(create_from if len(create_from) > 1 else create_from[0], kb_dir,
+                                   reg.embeddings(name), embedding_model_name=name, dimensions=cfg.dimensions,
+                                   metric=args.metric, chunk_size=args.chunk_size,
+                                   chunk_overlap=args.chunk_overlap, **options)
+    kb = KnowledgeBase.open(kb_dir, reg.embeddings(name), embedding_model_name=name, **options)
+    if create_from is not None:
+        for folder in create_from:
+            kb.sync(folder) if Path(folder).is_dir() else kb.add_paths([folder])
+    return kb
+
+
+def run_index(args: Any) -> int:
+    reg = load_registry(args.config)
+    for doc in args.docs:
+        if not Path(doc).exists():
+            raise ConfigError(f"'{doc}' does not exist", field="docs")
+    kb = open_kb(args, reg, create_from=args.docs, embedding=args.embedding)
+    stats = kb.stats()
+    report = getattr(kb, "last_report", None)
+    print(f"indexed {stats['chunks']} chunks from {stats['sources']} sources into {args.kb}"
+          + (f" ({report})" if report else ""))
+    return 0
+
+
+def answer_or_evidence(kb: Any, reg: Any, question: str, args: Any) -> dict[str, Any]:
+    """Answer with a chat model when one is configured, else return the cited evidence."""
+    import os
+
+    from module_ai.rag import rag_chain, source_entry
+
+    chat = args.chat or os.environ.get("MODULE_AI_CHAT")
+    reranker = reg.reranker(args.rerank) if args.rerank else None
+    retriever = kb.as_retriever(k=max(args.k, 20) if reranker else args.k, mode=args.mode)
+    if not chat:
+        docs = retriever.invoke(question)
+        if reranker is not None:
+            docs = list(reranker.compress_documents(docs, question))
+        return {"question": question, "answer": None, "evidence": [source_entry(i, d) for i, d in
+                                                                   enumerate(docs[:args.k], 1)]}
+    chain = rag_chain(reg.chat(chat), retriever, reranker=reranker, k=args.k, min_score=args.min_score,
+                      lang=args.lang)
+    if args.json:
+        return chain.invoke(question)
+    final: dict[str, Any] = {}
+    for piece in chain.stream(question):
+        if "answer" in piece:
+            sys.stdout.write(piece["answer"])
+            sys.stdout.flush()
+        final.update({k: v for k, v in piece.items() if k != "answer"})
+    sys.stdout.write("\n")
+    return {**final, "streamed": True}
+
+
+def run_ask(args: Any) -> int:
+    reg = load_registry(args.config)
+    kb = open_kb(args, reg)
+    out = answer_or_evidence(kb, reg, args.question, args)
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return 0
+    _print_answer(out)
+    return 0
+
+
+def _print_answer(out: dict[str, Any]) -> None:
+    if out.get("answer") is None and not out.get("streamed"):
+        print("No chat model configured: showing the evidence. Set --chat NAME or MODULE_AI_CHAT=NAME.")
+        for e in out["evidence"]:
+            snippet = " ".join(e["snippet"].split())
+            print(f"[{e['index']}] {e['source']}  score={_fmt(e['score'])}\n    {snippet}")
+        return
+    if not out.get("streamed"):
+        print(out["answer"])
+    for s in out.get("sources", []):
+        print(f"  [{s['index']}] {s['source']}  score={_fmt(s['score'])}")
+    status = "refused" if out.get("refused") else ("grounded" if out.get("grounded") else "NOT grounded")
+    print(f"  ({status}; unsupported sentences: {len(out.get('unsupported', []))})")
+
+
+def _fmt(score: Any) -> str:
+    return f"{score:.3f}" if isinstance(score, (int, float)) else str(score)
+
+
+def run_eval(args: Any) -> int:
+    from module_ai.commands._rag_eval import run_evaluation
+
+    result = run_evaluation(args)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    from module_ai.commands._rag_eval import results_table
+
+    print(results_table(result))
+    return 0
