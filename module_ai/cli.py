@@ -19,6 +19,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, str] = {
     "models": "module_ai.commands.models",
     "check": "module_ai.commands.models",
+    "chat": "module_ai.commands.chat",
     "embed": "module_ai.commands.embed",
     "rag": "module_ai.commands.rag",
     "demo": "module_ai.commands.demo",

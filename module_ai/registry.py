@@ -115,12 +115,17 @@ class Registry:
         if cfg.model_type != kind:
             wanted = self.names(kind)
             raise UnknownModelError(
-                f"is a {cfg.model_type} model, not a {kind} model; {kind} models: {', '.join(wanted) or 'none'}",
+                f"is a {cfg.model_type} model, not {_article(kind)} {kind} model; {kind} models: "
+                f"{', '.join(wanted) or 'none'}",
                 model=name,
                 path=self.source(name),
                 field="model_type",
             )
         return cfg
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def _with_overrides(cfg: ModelConfig, overrides: dict[str, Any], path: str | None) -> ModelConfig:

@@ -111,7 +111,7 @@ def test_missing_path_and_unknown_model(tmp_path):
     reg = load_registry(tmp_path, builtin=False)
     with pytest.raises(UnknownModelError, match="known models: q"):
         reg.chat("qwen")
-    with pytest.raises(UnknownModelError, match="not a embedding model"):
+    with pytest.raises(UnknownModelError, match="not an embedding model"):
         reg.embeddings("q")
 
 
