@@ -21,9 +21,11 @@ from module_ai.config import ModelConfig
 from module_ai.errors import (
     BackendError,
     BudgetExceededError,
+    CapabilityError,
     ConfigError,
     ContextWindowError,
     KnowledgeBaseError,
+    MediaError,
     MissingAPIKeyError,
     MissingDependencyError,
     ModuleAIError,
@@ -36,14 +38,40 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first access)
 _LAZY: dict[str, str] = {
+    # RAG: knowledge base, fusion, evaluation, the answer chain
+    "KnowledgeBase": "module_ai.retrieval",
+    "HybridRetriever": "module_ai.retrieval",
+    "evaluate_retrieval": "module_ai.retrieval",
+    "load_documents": "module_ai.retrieval",
+    "rrf_fuse": "module_ai.retrieval",
+    "split_documents": "module_ai.retrieval",
+    "weighted_fuse": "module_ai.retrieval",
+    "check_groundedness": "module_ai.grounding",
+    "format_context": "module_ai.rag",
+    "rag_chain": "module_ai.rag",
+    # LangGraph workflows
+    "chat_graph": "module_ai.graphs",
+    "rag_agent": "module_ai.graphs",
+    "sqlite_checkpointer": "module_ai.graphs",
+    # multimodal input
+    "audio_part": "module_ai.multimodal",
+    "check_messages": "module_ai.multimodal",
+    "image_part": "module_ai.multimodal",
+    "multimodal_message": "module_ai.multimodal",
+    "video_part": "module_ai.multimodal",
+    "with_capability_check": "module_ai.multimodal",
+    # prompts
+    "load_prompt": "module_ai.prompts",
 }
 
 __all__ = sorted([
     "BackendError",
     "BudgetExceededError",
+    "CapabilityError",
     "ConfigError",
     "ContextWindowError",
     "KnowledgeBaseError",
+    "MediaError",
     "MissingAPIKeyError",
     "MissingDependencyError",
     "ModelConfig",

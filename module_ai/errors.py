@@ -8,12 +8,14 @@ Tree::
 
     ModuleAIError
     ├── ConfigError                 a config file or field is wrong
-    │   └── MissingAPIKeyError      api_key refers to an environment variable that is not set
+    │   ├── MissingAPIKeyError      api_key refers to an environment variable that is not set
+    │   └── CapabilityError         a message has images/audio/video the model's capabilities lack
     ├── UnknownModelError           no model of that name (or of that type) in the registry
     ├── MissingDependencyError      an optional package is not installed (names the extra)
     ├── BackendError                a server or local model failed (names model and URL, never the key)
     ├── BudgetExceededError         a call would cross the tracker's max_cost
     ├── ContextWindowError          the input does not fit in input_tokens - out_tokens
+    ├── MediaError                  an image/audio/video input cannot be read or sent in that form
     └── KnowledgeBaseError          a knowledge-base index is missing, corrupt or incompatible
 """
 
@@ -21,10 +23,12 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "CapabilityError",
     "BudgetExceededError",
     "ConfigError",
     "ContextWindowError",
     "KnowledgeBaseError",
+    "MediaError",
     "MissingAPIKeyError",
     "MissingDependencyError",
     "ModuleAIError",
@@ -73,6 +77,14 @@ class ConfigError(ModuleAIError):
 
 class MissingAPIKeyError(ConfigError):
     """``api_key`` refers to an environment variable that is neither set nor in ``.env``."""
+
+
+class CapabilityError(ConfigError):
+    """A message holds images, audio or video that the model's ``capabilities`` do not include."""
+
+
+class MediaError(ModuleAIError):
+    """A media input cannot be read, its type is unknown, or the server cannot take it in that form."""
 
 
 class UnknownModelError(ModuleAIError):

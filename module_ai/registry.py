@@ -34,7 +34,7 @@ class Registry:
         self._configs = dict(configs)
         self._sources = dict(sources or {})
         self._cache: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"Registry({len(self._configs)} models: {', '.join(sorted(self._configs))})"

@@ -52,7 +52,6 @@ def tiny_gguf(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def llama_server_proc(tiny_gguf):
-    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
     from tests.servers.llama_server import start_llama_server
 
     srv = start_llama_server(tiny_gguf)
@@ -78,7 +77,6 @@ def dashscope_server(test_api_key):
 
 @pytest.fixture(scope="session")
 def ollama_server(tiny_gguf):
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from tests.servers import fake_ollama
 
     srv = fake_ollama.start(tiny_gguf)
