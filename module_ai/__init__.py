@@ -49,6 +49,17 @@ _LAZY: dict[str, str] = {
     "check_groundedness": "module_ai.grounding",
     "format_context": "module_ai.rag",
     "rag_chain": "module_ai.rag",
+    # knowledge base on Milvus (Lite file or cluster URI)
+    "MilvusConfig": "module_ai.milvus",
+    "MilvusKnowledgeBase": "module_ai.milvus",
+    # rerank
+    "BaseReranker": "module_ai.rerank",
+    "CrossEncoderReranker": "module_ai.rerank",
+    "EmbeddingReranker": "module_ai.rerank",
+    "HTTPReranker": "module_ai.rerank",
+    "LLMReranker": "module_ai.rerank",
+    "arerank_texts": "module_ai.rerank",
+    "rerank_texts": "module_ai.rerank",
     # LangGraph workflows
     "chat_graph": "module_ai.graphs",
     "rag_agent": "module_ai.graphs",

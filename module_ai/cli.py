@@ -23,6 +23,9 @@ COMMANDS: dict[str, str] = {
     "embed": "module_ai.commands.embed",
     "rag": "module_ai.commands.rag",
     "demo": "module_ai.commands.demo",
+    "cost": "module_ai.commands.cost",
+    "bench": "module_ai.commands.bench",
+    "rerank": "module_ai.commands.rerank",
 }
 
 

@@ -1,24 +1,41 @@
-"""Mixins that make a stock LangChain model "managed": usage, cost and call records.
+"""Mixins that make a stock LangChain model "managed": usage, cost, limits, budgets and retries.
 
 ``ManagedChatMixin`` goes in front of a ``BaseChatModel`` subclass, ``ManagedEmbeddingsMixin`` in
 front of an ``Embeddings`` subclass. They wrap the low-level ``_generate``/``_stream`` (and async)
-methods so that every path (invoke, stream, batch, async) is counted once.
+methods so that every path (invoke, stream, batch, async) is handled once:
+
+1. the input is counted (``module_ai.tokens``) and checked against ``input_tokens - out_tokens``
+   (:class:`~module_ai.errors.ContextWindowError`);
+2. the worst-case cost is reserved with any open ``track_usage(max_cost=...)``
+   (:class:`~module_ai.errors.BudgetExceededError`);
+3. each HTTP attempt is admitted by the model's process-wide limiter (``module_ai.limits``) and
+   failures are retried by the one retry owner (``module_ai.retry``; the SDKs run with 0 retries);
+4. usage (estimated when the server sends none), cost and latency go into a
+   :class:`~module_ai._events.CallRecord` and the cost into ``response_metadata["cost"]``.
+
+``batch``/``abatch`` run ``max_concurrency`` items at once by default (not Python's 6), keep input
+order, and never lose finished items when one fails (see :func:`_settle_batch`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
+import functools
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from module_ai._events import CallRecord, emit
+from module_ai.backends._guard import ManagedCall
 from module_ai.config import ModelConfig
+from module_ai.limits import batch_concurrency, limiter_for
 from module_ai.tokens import estimate_message_tokens, estimate_tokens
 
 __all__ = ["ManagedChatMixin", "ManagedEmbeddingsMixin", "call_cost", "model_kwargs_for"]
+
+_inside: contextvars.ContextVar[int | None] = contextvars.ContextVar("module_ai_inside_call", default=None)
 
 
 def call_cost(cfg: ModelConfig, input_tokens: int, output_tokens: int) -> float:
@@ -41,95 +58,160 @@ class _ModuleAIFields(BaseModel):
     """The ModelConfig this object was built from."""
     module_ai_path: str | None = Field(default=None, exclude=True, repr=False)
     """The config file it came from."""
+    module_ai_limiter: Any = Field(default=None, exclude=True, repr=False)
+    """The process-wide :class:`~module_ai.limits.ModelLimiter` of this model's endpoint."""
 
     def bind_module_ai(self, cfg: ModelConfig, path: str | None):
         """Attach the config (used for usage, cost and limits) and return ``self``."""
         self.module_ai_config = cfg
         self.module_ai_path = path
+        self.module_ai_limiter = limiter_for(cfg, update=True)
         return self
+
+    def _open_call(self, input_tokens: int, max_output: int | None, *, check_window: bool = True):
+        cfg = self.module_ai_config
+        if cfg is None or _inside.get() == id(self):
+            return None
+        limiter = self.module_ai_limiter or limiter_for(cfg)
+        return ManagedCall(cfg, limiter, input_tokens, max_output, path=self.module_ai_path,
+                           check_window=check_window)
 
 
 class ManagedChatMixin(_ModuleAIFields):
-    """Counts tokens, cost and latency of every chat call and puts the cost in ``response_metadata``."""
+    """Limits, retries, budget and usage of every chat call; cost in ``response_metadata``."""
+
+    def _chat_call(self, messages: list, kwargs: dict) -> ManagedCall | None:
+        cfg = self.module_ai_config
+        max_output = kwargs.get("max_tokens") or (cfg.out_tokens if cfg else None)
+        return self._open_call(estimate_message_tokens(messages), max_output)
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
-        start = time.perf_counter()
+        call = self._chat_call(messages, kwargs)
+        send = functools.partial(super()._generate, messages, stop=stop, run_manager=run_manager, **kwargs)
+        if call is None:
+            return send()
+        token = _inside.set(id(self))
         try:
-            result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        except Exception as exc:
-            self._emit_failure(exc, start)
+            result = call.run(send)
+        except BaseException as exc:
+            self._emit_failure(exc, call)
+            call.abort()
             raise
-        self._account_result(messages, result, start)
+        finally:
+            _inside.reset(token)
+        self._settle(messages, result, call)
         return result
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
-        start = time.perf_counter()
+        call = self._chat_call(messages, kwargs)
+        send = functools.partial(super()._agenerate, messages, stop=stop, run_manager=run_manager, **kwargs)
+        if call is None:
+            return await send()
+        token = _inside.set(id(self))
         try:
-            result = await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        except Exception as exc:
-            self._emit_failure(exc, start)
+            result = await call.arun(send)
+        except BaseException as exc:
+            self._emit_failure(exc, call)
+            call.abort()
             raise
-        self._account_result(messages, result, start)
+        finally:
+            _inside.reset(token)
+        self._settle(messages, result, call)
         return result
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[Any]:
-        tally = _StreamTally(self, messages)
+        call = self._chat_call(messages, kwargs)
+        make = functools.partial(super()._stream, messages, stop=stop, run_manager=run_manager, **kwargs)
+        if call is None:
+            yield from make()
+            return
+        tally = _StreamTally(self, messages, call)
         try:
-            for chunk in super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
+            for chunk in call.run_stream(make):
                 tally.observe(chunk)
                 yield chunk
-        except Exception as exc:
-            self._emit_failure(exc, tally.start)
+            closing = tally.closing_chunk()
+        except BaseException as exc:
+            tally.failed(exc)
+            call.abort()
             raise
-        yield tally.closing_chunk()
+        call.finish(tally.output_tokens, tally.total_tokens)
+        yield closing
 
     async def _astream(self, messages, stop=None, run_manager=None, **kwargs) -> AsyncIterator[Any]:
-        tally = _StreamTally(self, messages)
+        call = self._chat_call(messages, kwargs)
+        make = functools.partial(super()._astream, messages, stop=stop, run_manager=run_manager, **kwargs)
+        if call is None:
+            async for chunk in make():
+                yield chunk
+            return
+        tally = _StreamTally(self, messages, call)
         try:
-            async for chunk in super()._astream(messages, stop=stop, run_manager=run_manager, **kwargs):
+            async for chunk in call.arun_stream(make):
                 tally.observe(chunk)
                 yield chunk
-        except Exception as exc:
-            self._emit_failure(exc, tally.start)
+            closing = tally.closing_chunk()
+        except BaseException as exc:
+            tally.failed(exc)
+            call.abort()
             raise
-        yield tally.closing_chunk()
+        call.finish(tally.output_tokens, tally.total_tokens)
+        yield closing
 
-    def _account_result(self, messages, result, start: float) -> None:
-        cfg = self.module_ai_config
-        if cfg is None:
-            return
-        for gen in result.generations:
-            message = gen.message
-            usage = getattr(message, "usage_metadata", None)
-            estimated = not usage
-            if estimated:
-                usage = _estimated_usage(messages, message.content)
-                message.usage_metadata = usage
-            record = _chat_record(cfg, usage, estimated, time.perf_counter() - start)
-            message.response_metadata.update(_cost_metadata(record))
-            emit(record)
+    # ---- batch ----------------------------------------------------------------------------------
+    def batch(self, inputs, config=None, *, return_exceptions: bool = False, **kwargs):
+        configs = _batch_configs(self, config, len(inputs))
+        results = super().batch(inputs, configs, return_exceptions=True, **kwargs)
+        return _settle_batch(results, return_exceptions)
 
-    def _emit_failure(self, exc: BaseException, start: float) -> None:
+    async def abatch(self, inputs, config=None, *, return_exceptions: bool = False, **kwargs):
+        configs = _batch_configs(self, config, len(inputs))
+        results = await super().abatch(inputs, configs, return_exceptions=True, **kwargs)
+        return _settle_batch(results, return_exceptions)
+
+    # ---- accounting -----------------------------------------------------------------------------
+    def _settle(self, messages: list, result: Any, call: ManagedCall) -> None:
+        output_tokens = total_tokens = 0
+        try:
+            for gen in result.generations:
+                record = self._account_message(messages, gen.message, call)
+                output_tokens += record.output_tokens
+                total_tokens += record.input_tokens + record.output_tokens
+        finally:
+            call.finish(output_tokens, total_tokens)
+
+    def _account_message(self, messages: list, message: Any, call: ManagedCall) -> CallRecord:
+        usage = getattr(message, "usage_metadata", None)
+        estimated = not usage
+        if estimated:
+            usage = _estimated_usage(messages, message.content)
+            message.usage_metadata = usage
+        record = _chat_record(self.module_ai_config, usage, estimated, time.perf_counter() - call.start, call)
+        message.response_metadata.update(_cost_metadata(record))
+        emit(record)
+        return record
+
+    def _emit_failure(self, exc: BaseException, call: ManagedCall, usage: dict | None = None) -> None:
         cfg = self.module_ai_config
-        if cfg is not None:
-            emit(CallRecord(model=cfg.display_name, kind="chat", currency=cfg.currency,
-                            latency_s=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}",
-                            timestamp=time.time()))
+        record = _chat_record(cfg, usage or {}, bool(usage), time.perf_counter() - call.start, call)
+        record.error = f"{type(exc).__name__}: {exc}"
+        emit(record)
 
 
 class _StreamTally:
     """Watches a stream's chunks and produces the closing chunk with usage (estimated if absent)."""
 
-    def __init__(self, model: ManagedChatMixin, messages: list) -> None:
-        self.model, self.messages = model, messages
-        self.start = time.perf_counter()
+    def __init__(self, model: ManagedChatMixin, messages: list, call: ManagedCall) -> None:
+        self.model, self.messages, self.call = model, messages, call
         self.ttft: float | None = None
         self.usage: dict | None = None
         self.text: list[str] = []
+        self.done = False
+        self.output_tokens = self.total_tokens = 0
 
     def observe(self, chunk: Any) -> None:
         if self.ttft is None:
-            self.ttft = time.perf_counter() - self.start
+            self.ttft = time.perf_counter() - self.call.start
         message = chunk.message
         if getattr(message, "usage_metadata", None):
             self.usage = dict(message.usage_metadata)
@@ -137,21 +219,40 @@ class _StreamTally:
             self.text.append(message.content)
         self.text.append(message.additional_kwargs.get("reasoning_content", ""))
 
+    def _record(self, usage: dict, estimated: bool) -> CallRecord:
+        record = _chat_record(self.model.module_ai_config, usage, estimated,
+                              time.perf_counter() - self.call.start, self.call)
+        record.ttft_s = self.ttft
+        self.output_tokens = record.output_tokens
+        self.total_tokens = record.input_tokens + record.output_tokens
+        return record
+
     def closing_chunk(self) -> Any:
         from langchain_core.messages import AIMessageChunk
         from langchain_core.outputs import ChatGenerationChunk
 
-        cfg = self.model.module_ai_config
         estimated = self.usage is None
         usage = _estimated_usage(self.messages, "".join(self.text)) if estimated else self.usage
-        record = _chat_record(cfg, usage, estimated, time.perf_counter() - self.start) if cfg else None
-        metadata = _cost_metadata(record) if record else {}
-        chunk = AIMessageChunk(content="", response_metadata=metadata,
+        record = self._record(usage, estimated)
+        chunk = AIMessageChunk(content="", response_metadata=_cost_metadata(record),
                                usage_metadata=usage if estimated else None)
-        if record:
-            record.ttft_s = self.ttft
-            emit(record)
+        self.done = True
+        emit(record)
         return ChatGenerationChunk(message=chunk)
+
+    def failed(self, exc: BaseException) -> None:
+        """Emit the record of a stream that broke or was abandoned (partial output is billed)."""
+        if self.done:
+            return
+        self.done = True
+        partial = "".join(self.text)
+        usage = self.usage or (_estimated_usage(self.messages, partial) if self.ttft is not None else {})
+        record = self._record(usage, self.usage is None and bool(usage))
+        if isinstance(exc, GeneratorExit):
+            record.extra["abandoned"] = True
+        else:
+            record.error = f"{type(exc).__name__}: {exc}"
+        emit(record)
 
 
 def _estimated_usage(messages: list, output_text: Any) -> dict:
@@ -162,7 +263,8 @@ def _estimated_usage(messages: list, output_text: Any) -> dict:
             "total_tokens": input_tokens + output_tokens}
 
 
-def _chat_record(cfg: ModelConfig, usage: dict, estimated: bool, latency: float) -> CallRecord:
+def _chat_record(cfg: ModelConfig, usage: dict, estimated: bool, latency: float,
+                 call: ManagedCall | None = None) -> CallRecord:
     input_tokens = int(usage.get("input_tokens") or 0)
     output_tokens = int(usage.get("output_tokens") or 0)
     details = usage.get("output_token_details") or {}
@@ -170,71 +272,40 @@ def _chat_record(cfg: ModelConfig, usage: dict, estimated: bool, latency: float)
         model=cfg.display_name, kind="chat", input_tokens=input_tokens, output_tokens=output_tokens,
         reasoning_tokens=int(details.get("reasoning") or 0), estimated=estimated,
         cost=call_cost(cfg, input_tokens, output_tokens), currency=cfg.currency,
-        latency_s=latency, timestamp=time.time(),
+        latency_s=latency, timestamp=time.time(), attempts=call.attempts if call else 1,
+        extra={"call_id": call.call_id} if call else {},
     )
 
 
 def _cost_metadata(record: CallRecord) -> dict[str, Any]:
-    return {"cost": record.cost, "currency": record.currency, "usage_estimated": record.estimated}
+    return {"cost": record.cost, "currency": record.currency, "usage_estimated": record.estimated,
+            "attempts": record.attempts, "module_ai_model": record.model,
+            "module_ai_call_id": record.extra.get("call_id")}
 
 
-class ManagedEmbeddingsMixin(_ModuleAIFields):
-    """Batches by ``max_batch`` (``chunk_size``), runs batches ``max_concurrency`` at a time, counts usage.
+def _batch_configs(model: Any, config: Any, n: int) -> list:
+    from langchain_core.runnables.config import get_config_list
 
-    The concrete class provides ``_embed_batch(texts) -> (vectors, tokens or None)`` and the async
-    ``_aembed_batch``.
-    """
+    configs = get_config_list(config, n)
+    default = batch_concurrency(model.module_ai_config)
+    return [c if c.get("max_concurrency") else {**c, "max_concurrency": default} for c in configs]
 
-    def embed_documents(self, texts: list[str], chunk_size: int | None = None, **_: Any) -> list[list[float]]:
-        batches = self._batches(texts, chunk_size)
-        workers = self._concurrency()
-        if workers == 1 or len(batches) == 1:
-            results = [self._timed_batch(b) for b in batches]
-        else:
-            with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-                results = list(pool.map(self._timed_batch, batches))
-        return [vector for batch in results for vector in batch]
 
-    async def aembed_documents(self, texts: list[str], chunk_size: int | None = None, **_: Any):
-        semaphore = asyncio.Semaphore(self._concurrency())
+def _settle_batch(results: list, return_exceptions: bool) -> list:
+    """Results in input order; without ``return_exceptions`` the first error is raised carrying all
+    results (``error.batch_results``: outputs and exceptions in input order), so none are lost."""
+    if return_exceptions:
+        return results
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if not failed:
+        return results
+    first = failed[0]
+    first.batch_results = results
+    if hasattr(first, "add_note"):
+        first.add_note(f"module_ai: {len(failed)} of {len(results)} batch items failed; every item's result "
+                       "or error is in this exception's .batch_results (or pass return_exceptions=True)")
+    raise first
 
-        async def one(batch: list[str]) -> list[list[float]]:
-            async with semaphore:
-                start = time.perf_counter()
-                vectors, tokens = await self._aembed_batch(batch)
-                self._account_batch(batch, tokens, start)
-                return vectors
 
-        results = await asyncio.gather(*(one(b) for b in self._batches(texts, chunk_size)))
-        return [vector for batch in results for vector in batch]
-
-    def embed_query(self, text: str, **_: Any) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_query(self, text: str, **_: Any) -> list[float]:
-        return (await self.aembed_documents([text]))[0]
-
-    def _batches(self, texts: list[str], chunk_size: int | None) -> list[list[str]]:
-        size = chunk_size or getattr(self, "chunk_size", None) or 64
-        return [list(texts[i:i + size]) for i in range(0, len(texts), size)]
-
-    def _concurrency(self) -> int:
-        cfg = self.module_ai_config
-        return (cfg.max_concurrency if cfg and cfg.max_concurrency else 4)
-
-    def _timed_batch(self, batch: list[str]) -> list[list[float]]:
-        start = time.perf_counter()
-        vectors, tokens = self._embed_batch(batch)
-        self._account_batch(batch, tokens, start)
-        return vectors
-
-    def _account_batch(self, batch: list[str], tokens: int | None, start: float) -> None:
-        cfg = self.module_ai_config
-        if cfg is None:
-            return
-        estimated = tokens is None
-        count = sum(estimate_tokens(t) for t in batch) if estimated else int(tokens)
-        emit(CallRecord(model=cfg.display_name, kind="embedding", input_tokens=count, estimated=estimated,
-                        cost=call_cost(cfg, count, 0), currency=cfg.currency,
-                        latency_s=time.perf_counter() - start, timestamp=time.time(),
-                        extra={"texts": len(batch)}))
+# imported last: the embeddings mixin builds on the names above
+from module_ai.backends._managed_embeddings import ManagedEmbeddingsMixin

@@ -26,8 +26,11 @@ def run_evaluation(args: Any) -> dict[str, Any]:
     if args.backend == "milvus":
         from module_ai.milvus.cli_support import evaluate_milvus
 
-        return evaluate_milvus(data, embeddings, embedding_model_name=args.embedding,
-                               max_queries=args.max_queries, show_progress=not args.json)
+        result = evaluate_milvus(data, embeddings, embedding_model_name=args.embedding,
+                                 max_queries=args.max_queries, show_progress=not args.json)
+        if args.save_best:
+            _save_best(args, reg, result)
+        return result
     from module_ai.retrieval import evaluate_retrieval
 
     result = evaluate_retrieval(data, embeddings, embedding_model_name=args.embedding, reranker=reranker,
@@ -41,13 +44,18 @@ def run_evaluation(args: Any) -> dict[str, Any]:
 
 
 def _save_best(args: Any, reg: Any, result: dict[str, Any]) -> None:
-    from module_ai.retrieval import KnowledgeBase
-
     params = dict(result["best"]["params"])
     params.pop("reranker", None)
     params.pop("rerank_top", None)
-    kb = KnowledgeBase.open(args.save_best, reg.embeddings(args.embedding), show_progress=False)
-    kb.set_defaults(**params)
+    embeddings = reg.embeddings(args.embedding)
+    if args.backend == "milvus":
+        from module_ai.milvus.cli_support import save_best_milvus
+
+        save_best_milvus(args.save_best, args.collection, embeddings, params)
+        return
+    from module_ai.retrieval import KnowledgeBase
+
+    KnowledgeBase.open(args.save_best, embeddings, show_progress=False).set_defaults(**params)
 
 
 def results_table(result: dict[str, Any]) -> str:

@@ -43,6 +43,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--backend", choices=BACKENDS, default="embedded")
     p.add_argument("--save-best", metavar="KB", default=None, help="store the best setting in this index")
+    p.add_argument("--collection", default="module_ai_kb", help="Milvus collection of --save-best")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_eval)
 

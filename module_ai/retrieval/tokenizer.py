@@ -26,22 +26,31 @@ DEFAULT_TOKENIZER: dict[str, Any] = {
     "name": TOKENIZER_NAME,
     "version": _TOKENIZER_VERSION,
     "cjk": "search",
-    "stem": False,
+    "query_cjk": "exact",
+    "hmm": False,
+    "stem": True,
     "stopwords": True,
 }
-"""Default settings: jieba search mode for Han runs, stop words removed, no English stemming."""
+"""Default settings: chunks in jieba search mode (long words also yield their sub-words), queries in
+precise mode (the usual index-fine / query-coarse setup of Chinese search engines, so ``股票`` finds
+``股票市场``), no HMM new-word merging, stop words removed, light English stemming.
+
+Chosen on the shared sets (BM25 nDCG@10): HMM off 0.9866 -> 0.9913 (recall 0.996 -> 0.999) on
+cmrc2018, because HMM glues unknown single characters into words (``讲鸟``) that queries never
+produce; stemming 0.683 -> 0.699 on covidqa; stop words 0.984 -> 0.987 on cmrc2018. The four
+search/precise combinations for chunks and queries tie on cmrc2018 (0.9910-0.9913).
+"""
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _RUNS = re.compile(rf"([{_HAN}]+)|([^\W_{_HAN}]+)")
+_HAN_RE = re.compile(rf"[{_HAN}]")
+_WORDS = re.compile(rf"[^\W_{_HAN}]+")
 
 _STOP_EN = frozenset(
-    "a an and are as at be been but by can could did do does for from had has have how i if in into is "
-    "it its of on or our so than that the their them then there these they this those to was we were "
-    "what when where which who whom why will with would you your".split()
+    ["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "our", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your"]
 )
 _STOP_ZH = frozenset(
-    "的 了 是 在 和 与 及 或 也 就 都 而 着 之 其 被 把 对 从 由 于 为 以 等 这 那 这个 那个 这些 那些 "
-    "什么 哪 哪个 哪些 哪里 谁 吗 呢 吧 啊 么 怎么 怎样 如何 为什么 多少 几 一个 有 个".split()
+    ["的", "了", "是", "在", "和", "与", "及", "或", "也", "就", "都", "而", "着", "之", "其", "被", "把", "对", "从", "由", "于", "为", "以", "等", "这", "那", "这个", "那个", "这些", "那些", "什么", "哪", "哪个", "哪些", "哪里", "谁", "吗", "呢", "吧", "啊", "么", "怎么", "怎样", "如何", "为什么", "多少", "几", "一个", "有", "个"]
 )
 
 
@@ -64,13 +73,16 @@ def _light_stem(word: str) -> str:
     return word[:-1] if len(word) > 4 and word.endswith("e") else word
 
 
-def tokenize(text: str, *, cjk: str = "search", stem: bool = False, stopwords: bool = True) -> list[str]:
+def tokenize(
+    text: str, *, cjk: str = "exact", hmm: bool = False, stem: bool = True, stopwords: bool = True
+) -> list[str]:
     """Split mixed Chinese/English text into keyword tokens.
 
     Args:
         text: any text; Han runs go to jieba, other letter/digit runs to a regex.
-        cjk: ``"search"`` (jieba search mode: long words also yield their sub-words, better recall) or
-            ``"exact"`` (jieba's default precise mode).
+        cjk: ``"exact"`` (jieba's precise mode) or ``"search"`` (search mode: long words also yield
+            their sub-words).
+        hmm: let jieba's HMM merge unknown characters into new words.
         stem: apply a light English suffix stripper.
         stopwords: drop a small list of English and Chinese function words.
 
@@ -78,40 +90,65 @@ def tokenize(text: str, *, cjk: str = "search", stem: bool = False, stopwords: b
         The tokens, lower-cased, in text order.
 
     Example:
-        >>> tokenize("我喜欢自然语言处理 and NLP")
-        ['我', '喜欢', '自然', '语言', '自然语言', '处理', 'nlp']
+        >>> tokenize("我喜欢自然语言处理 and NLP models")
+        ['我', '喜欢', '自然语言', '处理', 'nlp', 'model']
     """
-    cut = _jieba_cut(cjk)
+    memo = _word_memo(stem, stopwords)
+    if not _HAN_RE.search(text):
+        return [w for w in map(memo.__getitem__, _WORDS.findall(text)) if w]
+    cut = _jieba_cut(cjk, hmm)
     out: list[str] = []
     for han, other in _RUNS.findall(text):
         if han:
-            words = cut(han)
-            out.extend(w for w in words if not (stopwords and w in _STOP_ZH))
+            out.extend(w for w in cut(han) if not (stopwords and w in _STOP_ZH))
         else:
-            word = other.lower()
-            if stopwords and word in _STOP_EN:
-                continue
-            out.append(_light_stem(word) if stem else word)
+            word = memo[other]
+            if word:
+                out.append(word)
     return out
 
 
+class _WordMemo(dict):
+    """``raw word -> normalized word`` ("" for a stop word), computed once per distinct word."""
+
+    def __init__(self, stem: bool, stopwords: bool) -> None:
+        super().__init__()
+        self.stem, self.stopwords = stem, stopwords
+
+    def __missing__(self, raw: str) -> str:
+        word = raw.lower()
+        word = "" if self.stopwords and word in _STOP_EN else (_light_stem(word) if self.stem else word)
+        if len(self) < _MEMO_MAX:
+            self[raw] = word
+        return word
+
+
+_MEMO_MAX = 1 << 20
+
+
 @lru_cache(maxsize=4)
-def _jieba_cut(mode: str) -> Callable[[str], list[str]]:
+def _word_memo(stem: bool, stopwords: bool) -> _WordMemo:
+    return _WordMemo(stem, stopwords)
+
+
+@lru_cache(maxsize=8)
+def _jieba_cut(mode: str, hmm: bool) -> Callable[[str], list[str]]:
     from module_ai.errors import require
 
     rjieba = require("rjieba", "rag")
     if mode == "search":
-        return rjieba.cut_for_search
+        return lambda text: rjieba.cut_for_search(text, hmm)
     if mode == "exact":
-        return rjieba.cut
+        return lambda text: rjieba.cut(text, hmm)
     raise ValueError(f"tokenizer cjk mode must be 'search' or 'exact', not {mode!r}")
 
 
-def get_tokenizer(settings: Mapping[str, Any] | None = None) -> Callable[[str], list[str]]:
+def get_tokenizer(settings: Mapping[str, Any] | None = None, *, query: bool = False) -> Callable[[str], list[str]]:
     """Return ``text -> tokens`` for the tokenizer settings stored in a manifest.
 
     Args:
         settings: a dict like :data:`DEFAULT_TOKENIZER`; ``None`` means the default.
+        query: the tokenizer for queries (``query_cjk`` mode) instead of chunks (``cjk`` mode).
 
     Raises:
         KnowledgeBaseError: the settings name another tokenizer or a newer version.
@@ -124,9 +161,10 @@ def get_tokenizer(settings: Mapping[str, Any] | None = None) -> Callable[[str], 
             f"index uses tokenizer {cfg['name']!r} v{cfg['version']}, this module_ai has "
             f"{TOKENIZER_NAME!r} v{_TOKENIZER_VERSION}; rebuild the knowledge base or upgrade module_ai"
         )
-    cjk, stem, stop = str(cfg["cjk"]), bool(cfg["stem"]), bool(cfg["stopwords"])
+    cjk = str(cfg.get("query_cjk") or cfg["cjk"]) if query else str(cfg["cjk"])
+    hmm, stem, stop = bool(cfg["hmm"]), bool(cfg["stem"]), bool(cfg["stopwords"])
 
     def _tok(text: str) -> list[str]:
-        return tokenize(text, cjk=cjk, stem=stem, stopwords=stop)
+        return tokenize(text, cjk=cjk, hmm=hmm, stem=stem, stopwords=stop)
 
     return _tok

@@ -1,0 +1,109 @@
+"""Throughput vs ideal: 200 requests against a server that sleeps 50 ms per request.
+
+Modes (rotated every round, same run): sequential ``invoke``; registry models with
+``max_concurrency`` 1, 8 and 32 through ``batch()`` and ``abatch()`` with *no* RunnableConfig (module_ai
+sets it from the model config); stock ``ChatOpenAI`` for reference: ``batch()`` with LangChain's default,
+``batch``/``abatch`` with an explicit ``max_concurrency``. On a shared 2-core VM absolute efficiencies
+move with the neighbours' load; compare module_ai with stock at the same concurrency (same run).
+efficiency = ideal / wall with ideal = ceil(200 / concurrency) x 50 ms; client CPU per request is
+process CPU time (all threads) / requests. The server runs in its own process.
+
+    python benchmarks/bench_concurrency.py [--requests 200] [--rounds 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_chat_overhead import MAX_TOKENS, start_server
+
+LATENCY_S = 0.05
+
+
+def build_modes(url: str, loop: asyncio.AbstractEventLoop) -> dict:
+    from langchain_openai import ChatOpenAI
+
+    from module_ai.config import ModelConfig
+    from module_ai.registry import Registry
+
+    configs = {f"c{n}": ModelConfig(model_type="chat", server_type="openai", model="bench", url=url,
+                                    api_key="sk-bench", out_tokens=MAX_TOKENS, max_concurrency=n, name=f"c{n}")
+               for n in (1, 8, 32)}
+    reg = Registry(configs)
+    models = {name: reg.chat(name) for name in configs}
+    stock = ChatOpenAI(base_url=url, api_key="sk-bench", model="bench", max_tokens=MAX_TOKENS, max_retries=0)
+    modes = {("sequential invoke", 1): lambda xs: [models["c1"].invoke(x) for x in xs]}
+    for n in (1, 8, 32):
+        llm = models[f"c{n}"]
+        modes[(f"batch, max_concurrency {n}", n)] = llm.batch
+        modes[(f"abatch, max_concurrency {n}", n)] = lambda xs, llm=llm: loop.run_until_complete(llm.abatch(xs))
+    modes[("stock ChatOpenAI.batch, default", min(32, (os.cpu_count() or 1) + 4))] = stock.batch
+    for n in (8, 32):
+        modes[(f"stock ChatOpenAI.batch, max_concurrency {n}", n)] = (
+            lambda xs, n=n: stock.batch(xs, config={"max_concurrency": n}))
+    modes[("stock ChatOpenAI.abatch, max_concurrency 32", 32)] = (
+        lambda xs: loop.run_until_complete(stock.abatch(xs, config={"max_concurrency": 32})))
+    return modes
+
+
+def run(modes: dict, requests: int, rounds: int) -> list[dict]:
+    inputs = [f"问题 {i}" for i in range(requests)]
+    walls: dict = {key: [] for key in modes}
+    cpus: dict = {key: [] for key in modes}
+    keys = list(modes)
+    for r in range(rounds):
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            results = modes[key](inputs)
+            walls[key].append(time.perf_counter() - wall0)
+            cpus[key].append(time.process_time() - cpu0)
+            assert len(results) == requests
+    rows = []
+    for (name, concurrency), values in walls.items():
+        ideal = math.ceil(requests / concurrency) * LATENCY_S
+        wall = statistics.median(values)
+        rows.append({"mode": name, "concurrency": concurrency, "ideal_s": round(ideal, 3),
+                     "median_wall_s": round(wall, 3), "efficiency": round(ideal / wall, 3),
+                     "client_cpu_ms_per_request": round(1000 * statistics.median(cpus[(name, concurrency)]) / requests, 2)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    proc, url = start_server(latency_ms=int(LATENCY_S * 1000))
+    loop = asyncio.new_event_loop()
+    try:
+        modes = build_modes(url, loop)
+        for fn in modes.values():  # warm-up: imports, connections
+            fn(["warm-up"] * 8)
+        rows = run(modes, args.requests, args.rounds)
+    finally:
+        loop.close()
+        proc.terminate()
+    if args.json:
+        print(json.dumps({"rows": rows, "load_avg": os.getloadavg()[0]}, indent=2, ensure_ascii=False))
+        return
+    print(f"{args.requests} requests, server latency {LATENCY_S * 1000:.0f} ms, {args.rounds} rounds, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    for row in rows:
+        print(f"{row['mode']:34} conc {row['concurrency']:3}  ideal {row['ideal_s']:6.2f} s  "
+              f"wall {row['median_wall_s']:6.3f} s  efficiency {row['efficiency']:.2f}  "
+              f"cpu {row['client_cpu_ms_per_request']:.2f} ms/req")
+
+
+if __name__ == "__main__":
+    main()

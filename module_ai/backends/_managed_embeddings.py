@@ -1,0 +1,104 @@
+"""``ManagedEmbeddingsMixin``: batching, concurrency, limits, retries, budget and usage of embeddings.
+
+Re-exported by ``module_ai.backends._managed``; each batch is one managed call (see ``_guard.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+from module_ai._events import CallRecord, emit
+from module_ai.backends._guard import ManagedCall
+from module_ai.backends._managed import _ModuleAIFields, call_cost
+from module_ai.tokens import estimate_tokens
+
+__all__ = ["ManagedEmbeddingsMixin"]
+
+
+class ManagedEmbeddingsMixin(_ModuleAIFields):
+    """Batches by ``max_batch`` (``chunk_size``), runs batches ``max_concurrency`` at a time, counts usage.
+
+    The concrete class provides ``_embed_batch(texts) -> (vectors, tokens or None)`` and the async
+    ``_aembed_batch``. Each batch goes through the limiter, budget and retries like a chat call.
+    """
+
+    def embed_documents(self, texts: list[str], chunk_size: int | None = None, **_: Any) -> list[list[float]]:
+        from langchain_core.runnables.config import ContextThreadPoolExecutor
+
+        batches = self._batches(texts, chunk_size)
+        workers = self._concurrency()
+        if workers == 1 or len(batches) <= 1:
+            results = [self._timed_batch(b) for b in batches]
+        else:
+            with ContextThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+                results = list(pool.map(self._timed_batch, batches))
+        return [vector for batch in results for vector in batch]
+
+    async def aembed_documents(self, texts: list[str], chunk_size: int | None = None, **_: Any):
+        import asyncio
+
+        semaphore = asyncio.Semaphore(self._concurrency())
+
+        async def one(batch: list[str]) -> list[list[float]]:
+            async with semaphore:
+                call = self._batch_call(batch)
+                if call is None:
+                    return (await self._aembed_batch(batch))[0]
+                try:
+                    vectors, tokens = await call.arun(functools.partial(self._aembed_batch, batch))
+                except BaseException as exc:
+                    self._emit_batch(batch, None, call, exc)
+                    call.abort()
+                    raise
+                self._emit_batch(batch, tokens, call)
+                return vectors
+
+        results = await asyncio.gather(*(one(b) for b in self._batches(texts, chunk_size)))
+        return [vector for batch in results for vector in batch]
+
+    def embed_query(self, text: str, **_: Any) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    async def aembed_query(self, text: str, **_: Any) -> list[float]:
+        return (await self.aembed_documents([text]))[0]
+
+    def _batches(self, texts: list[str], chunk_size: int | None) -> list[list[str]]:
+        size = chunk_size or getattr(self, "chunk_size", None) or 64
+        return [list(texts[i:i + size]) for i in range(0, len(texts), size)]
+
+    def _concurrency(self) -> int:
+        cfg = self.module_ai_config
+        return (cfg.max_concurrency if cfg and cfg.max_concurrency else 4)
+
+    def _batch_call(self, batch: list[str]) -> ManagedCall | None:
+        return self._open_call(sum(estimate_tokens(t) for t in batch), 0, check_window=False)
+
+    def _timed_batch(self, batch: list[str]) -> list[list[float]]:
+        call = self._batch_call(batch)
+        if call is None:
+            return self._embed_batch(batch)[0]
+        try:
+            vectors, tokens = call.run(functools.partial(self._embed_batch, batch))
+        except BaseException as exc:
+            self._emit_batch(batch, None, call, exc)
+            call.abort()
+            raise
+        self._emit_batch(batch, tokens, call)
+        return vectors
+
+    def _emit_batch(self, batch: list[str], tokens: int | None, call: ManagedCall,
+                    exc: BaseException | None = None) -> None:
+        cfg = self.module_ai_config
+        estimated = tokens is None and exc is None
+        count = 0 if exc else (sum(estimate_tokens(t) for t in batch) if estimated else int(tokens))
+        try:
+            emit(CallRecord(model=cfg.display_name, kind="embedding", input_tokens=count, estimated=estimated,
+                            cost=call_cost(cfg, count, 0), currency=cfg.currency,
+                            latency_s=time.perf_counter() - call.start, timestamp=time.time(),
+                            attempts=call.attempts, error=f"{type(exc).__name__}: {exc}" if exc else None,
+                            extra={"texts": len(batch), "call_id": call.call_id}))
+        finally:
+            if exc is None:
+                call.finish(0, count)

@@ -1,0 +1,207 @@
+"""Load files into LangChain Documents: plain text, Markdown, HTML, PDF and DOCX.
+
+Each returned Document carries ``source`` (the resolved file path), ``title`` and ``start_index``
+(character offset of the Document's text in the file's extracted text). Markdown and DOCX are cut at
+headings, one Document per section, with the heading path in ``heading`` (``"安装 > Linux"``). PDF
+gives one Document per page with ``page`` (1-based). HTML, PDF and DOCX parsers are optional
+(``pip install 'module_ai[docs]'``) and imported only when such a file is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
+
+__all__ = ["SUPPORTED_SUFFIXES", "iter_files", "load_documents", "load_file"]
+
+_TEXT = (".txt", ".text", ".rst", ".log", ".csv", ".json", ".jsonl")
+_MARKDOWN = (".md", ".markdown", ".mdx")
+_HTML = (".html", ".htm", ".xhtml")
+SUPPORTED_SUFFIXES: tuple[str, ...] = _TEXT + _MARKDOWN + _HTML + (".pdf", ".docx")
+"""File suffixes that :func:`load_documents` understands (directories are scanned for these)."""
+
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def _doc(text: str, **metadata: Any) -> Document:
+    from langchain_core.documents import Document
+
+    return Document(page_content=text, metadata=metadata)
+
+
+def _read_text(path: Path, encoding: str) -> str:
+    from module_ai.errors import KnowledgeBaseError
+
+    data = path.read_bytes()
+    for enc in (encoding, "utf-8-sig", "gb18030"):
+        try:
+            return data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    raise KnowledgeBaseError(f"cannot decode as {encoding} or gb18030; convert it to UTF-8", path=str(path))
+
+
+def _sections(blocks: Iterable[tuple[int, str, str]], base: dict[str, Any]) -> list[Document]:
+    """Group ``(heading_level, heading, raw_line)`` blocks (level 0 = body) into one Document per section.
+
+    ``start_index`` is the offset of the section's first non-blank line in ``"\n".join(raw_lines)``.
+    """
+    docs: list[Document] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    offset = start = 0
+
+    def flush() -> None:
+        text = "\n".join(lines)
+        body = text.lstrip("\n")
+        if body.strip():
+            heading = " > ".join(h for _, h in path)
+            skip = len(text) - len(body)
+            docs.append(_doc(body.rstrip(), **base, heading=heading, start_index=start + skip))
+
+    for level, heading, raw in blocks:
+        if level > 0:
+            flush()
+            path = [(lv, h) for lv, h in path if lv < level] + [(level, heading.strip())]
+            lines, start = [], offset
+        lines.append(raw)
+        offset += len(raw) + 1
+    flush()
+    return docs
+
+
+def _markdown_blocks(text: str) -> Iterator[tuple[int, str, str]]:
+    fenced = False
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            fenced = not fenced
+        match = None if fenced else _MD_HEADING.match(line)
+        yield (len(match.group(1)), match.group(2), line) if match else (0, "", line)
+
+
+def _load_markdown(path: Path, encoding: str) -> list[Document]:
+    text = _read_text(path, encoding)
+    first = next((h for lv, h, _ in _markdown_blocks(text) if lv == 1), None)
+    return _sections(_markdown_blocks(text), {"source": str(path), "title": first or path.stem})
+
+
+def _load_text(path: Path, encoding: str) -> list[Document]:
+    text = _read_text(path, encoding)
+    return [_doc(text, source=str(path), title=path.stem, start_index=0)] if text.strip() else []
+
+
+def _load_html(path: Path, encoding: str) -> list[Document]:
+    from module_ai.errors import require
+
+    bs4 = require("bs4", "docs", path=str(path))
+    soup = bs4.BeautifulSoup(_read_text(path, encoding), "html.parser")
+    for tag in soup(["script", "style", "noscript", "template"]):
+        tag.decompose()
+    heading = soup.find(["h1"])
+    title = soup.title.get_text(strip=True) if soup.title else ""
+    title = title or (heading.get_text(strip=True) if heading else "") or path.stem
+    body = soup.body or soup
+    text = re.sub(r"\n\s*\n+", "\n\n", body.get_text("\n")).strip()
+    return [_doc(text, source=str(path), title=title, start_index=0)] if text else []
+
+
+def _load_pdf(path: Path, encoding: str) -> list[Document]:
+    from module_ai.errors import require
+
+    pypdf = require("pypdf", "docs", path=str(path))
+    reader = pypdf.PdfReader(str(path))
+    meta_title = getattr(reader.metadata, "title", None) if reader.metadata else None
+    title, docs, offset = meta_title or path.stem, [], 0
+    for number, page in enumerate(reader.pages, start=1):
+        text = (page.extract_text() or "").strip()
+        if text:
+            docs.append(_doc(text, source=str(path), title=title, page=number, start_index=offset))
+        offset += len(text) + 1
+    return docs
+
+
+def _docx_level(style_name: str) -> int:
+    match = re.match(r"^(?:heading|标题)\s*(\d)$", style_name.strip().lower())
+    if match:
+        return int(match.group(1))
+    return 1 if style_name.strip().lower() in ("title", "标题") else 0
+
+
+def _load_docx(path: Path, encoding: str) -> list[Document]:
+    from module_ai.errors import require
+
+    docx = require("docx", "docs", path=str(path))
+    document = docx.Document(str(path))
+    blocks = [(_docx_level(p.style.name if p.style else ""), p.text, p.text) for p in document.paragraphs]
+    first = next((h for lv, h, _ in blocks if lv == 1 and h.strip()), None)
+    title = document.core_properties.title or first or path.stem
+    return _sections(blocks, {"source": str(path), "title": title})
+
+
+_LOADERS: dict[str, Callable[[Path, str], list[Document]]] = {
+    **dict.fromkeys(_TEXT, _load_text),
+    **dict.fromkeys(_MARKDOWN, _load_markdown),
+    **dict.fromkeys(_HTML, _load_html),
+    ".pdf": _load_pdf,
+    ".docx": _load_docx,
+}
+
+
+def load_file(path: str | Path, *, encoding: str = "utf-8") -> list[Document]:
+    """Load one file (see the module docstring for what each format yields).
+
+    Raises:
+        KnowledgeBaseError: the file is missing or its suffix is not in :data:`SUPPORTED_SUFFIXES`.
+        MissingDependencyError: the parser for this format is not installed.
+    """
+    from module_ai.errors import KnowledgeBaseError
+
+    p = Path(path).resolve()
+    if not p.is_file():
+        raise KnowledgeBaseError("no such file", path=str(path))
+    loader = _LOADERS.get(p.suffix.lower())
+    if loader is None:
+        raise KnowledgeBaseError(
+            f"unsupported file type {p.suffix!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}", path=str(p)
+        )
+    return loader(p, encoding)
+
+
+def iter_files(folder: str | Path) -> list[Path]:
+    """Return the supported files under ``folder`` (recursive, sorted, hidden entries skipped)."""
+    root = Path(folder).resolve()
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in _LOADERS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def load_documents(path: str | Path, *, encoding: str = "utf-8") -> list[Document]:
+    """Load a file, or every supported file under a directory, into Documents.
+
+    Args:
+        path: a file or a directory (scanned recursively for :data:`SUPPORTED_SUFFIXES`).
+        encoding: text encoding tried first (UTF-8 with BOM and GB18030 are tried next).
+
+    Returns:
+        Documents with ``source``, ``title``, ``start_index`` and, where the format has them,
+        ``heading`` (Markdown, DOCX) or ``page`` (PDF) metadata.
+
+    Example:
+        >>> docs = load_documents("docs/")  # doctest: +SKIP
+        >>> docs[0].metadata["heading"]  # doctest: +SKIP
+        '安装 > Linux'
+    """
+    p = Path(path)
+    if p.is_dir():
+        return [doc for f in iter_files(p) for doc in load_file(f, encoding=encoding)]
+    return load_file(p, encoding=encoding)

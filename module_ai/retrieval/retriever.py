@@ -1,0 +1,70 @@
+"""``HybridRetriever``: a LangChain BaseRetriever over a :class:`KnowledgeBase`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables.config import run_in_executor
+from langchain_core.vectorstores import VectorStore
+from pydantic import ConfigDict
+
+from module_ai.retrieval._search import RetrievalSettings, arerank, rerank
+
+if TYPE_CHECKING:
+    from module_ai.retrieval.kb import KnowledgeBase
+
+__all__ = ["HybridRetriever"]
+
+
+class HybridRetriever(BaseRetriever):
+    """Hybrid BM25 + dense retrieval over a knowledge base, with an optional reranking stage.
+
+    Build it with :meth:`KnowledgeBase.as_retriever`. Returned Documents are new objects whose
+    metadata holds the chunk's metadata plus ``chunk_id``, ``source``, ``score`` (fused, or the
+    reranker's ``relevance_score``), ``bm25_score``, ``dense_score`` (``None`` when that side did not
+    score the chunk) and ``rank`` (from 1).
+
+    Example:
+        >>> retriever = kb.as_retriever(k=5, weights=(0.7, 0.3))  # doctest: +SKIP
+        >>> docs = retriever.invoke("如何安装？")  # doctest: +SKIP
+        >>> docs[0].metadata["rank"], docs[0].metadata["source"]  # doctest: +SKIP
+        (1, '/docs/install.md')
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    kb: Any
+    """The :class:`~module_ai.retrieval.KnowledgeBase` searched."""
+    settings: RetrievalSettings
+    """k, mode, weights, fusion, norm, candidates, rrf_k and score_threshold."""
+    reranker: BaseDocumentCompressor | None = None
+    """Optional second stage, e.g. a cross-encoder; sees the top ``rerank_top`` fused Documents."""
+    rerank_top: int | None = None
+    """How many fused Documents go to the reranker (default: ``settings.candidates``)."""
+    vector_store: VectorStore | None = None
+    """A LangChain VectorStore used as the dense side instead of the built-in vectors."""
+
+    def _first_stage(self, query: str) -> list[Document]:
+        kb: KnowledgeBase = self.kb
+        if self.reranker is None:
+            return kb._search(query, self.settings, vector_store=self.vector_store)
+        first = replace(self.settings, score_threshold=None)
+        return kb._search(query, first, limit=self.rerank_top or first.candidates, vector_store=self.vector_store)
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        docs = self._first_stage(query)
+        if self.reranker is None:
+            return docs
+        return rerank(docs, query, self.reranker, self.settings.k, self.settings.score_threshold)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        docs = await run_in_executor(None, self._first_stage, query)
+        if self.reranker is None:
+            return docs
+        return await arerank(docs, query, self.reranker, self.settings.k, self.settings.score_threshold)
