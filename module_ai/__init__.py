@@ -71,6 +71,17 @@ _LAZY: dict[str, str] = {
     "multimodal_message": "module_ai.multimodal",
     "video_part": "module_ai.multimodal",
     "with_capability_check": "module_ai.multimodal",
+    # engineering controls: usage and cost, budgets, limits, the chat chain
+    "ChatChain": "module_ai.chat",
+    "InMemoryHistoryStore": "module_ai.chat",
+    "SQLiteHistoryStore": "module_ai.chat",
+    "chat_chain": "module_ai.chat",
+    "limiter_for": "module_ai.limits",
+    "trim_to_window": "module_ai.limits",
+    "UsageTracker": "module_ai.usage",
+    "read_usage_log": "module_ai.usage",
+    "track_usage": "module_ai.usage",
+    "bench_model": "module_ai.bench",
     # prompts
     "load_prompt": "module_ai.prompts",
 }

@@ -72,6 +72,7 @@ class ModelConfig(BaseModel):
     rpm: int | None = Field(default=None, gt=0)
     tpm: int | None = Field(default=None, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
+    adaptive_concurrency: bool = False
     fallbacks: list[str] = Field(default_factory=list)
     capabilities: list[Literal["vision", "audio", "video", "tools", "json"]] = Field(default_factory=list)
     rerank_style: Literal[

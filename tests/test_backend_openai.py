@@ -200,3 +200,16 @@ def test_check_reports_unreachable_server_without_raising(tmp_path):
     report = reg.check("dead")
     assert report["ok"] is False and "127.0.0.1:9" in report["error"]
     assert "sk-secret-dead-key-123" not in json.dumps(report)
+
+
+def test_async_calls_work_across_event_loops(llama_reg):
+    """langchain-openai shares one async client per URL; a second asyncio.run must still work."""
+    llm, emb = llama_reg.chat("tiny"), llama_reg.embeddings("tiny-emb")
+    for _ in range(3):
+        assert asyncio.run(llm.ainvoke("hi")).usage_metadata["output_tokens"] <= 3
+        assert len(asyncio.run(emb.aembed_documents(["a", "b", "c"]))) == 3
+
+    async def stream():
+        return [c async for c in llm.astream("x")]
+
+    assert asyncio.run(stream()) and asyncio.run(stream())

@@ -221,11 +221,9 @@ async def test_async_invoke():
 
 
 def test_with_the_knowledge_base_retriever(tmp_path):
-    try:
-        from module_ai.retrieval import KnowledgeBase
-        from module_ai.retrieval._testing import HashingEmbeddings
-    except (ImportError, AttributeError):
-        pytest.skip("module_ai.retrieval is not available")
+    from module_ai.retrieval import KnowledgeBase
+    from module_ai.retrieval._testing import HashingEmbeddings
+
     docs = [Document(LEAVE.page_content, metadata={"source": "hr.md"}),
             Document(CANTEEN.page_content, metadata={"source": "facility.md"})]
     kb = KnowledgeBase.build(docs, tmp_path / "kb", HashingEmbeddings(size=16), show_progress=False)

@@ -10,9 +10,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("milvus_lite")
-pytest.importorskip("jieba")
-pytest.importorskip("bm25s")
 
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever

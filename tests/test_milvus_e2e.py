@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("milvus_lite")
-pytest.importorskip("jieba")
 
 from module_ai import load_registry
 from module_ai.cli import main

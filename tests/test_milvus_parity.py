@@ -39,8 +39,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("milvus_lite")
-pytest.importorskip("jieba")
 
 from module_ai.milvus import evaluate_milvus
 from module_ai.retrieval import RetrievalSettings, evaluate_retrieval
@@ -51,7 +49,6 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TOL = {"dense": 0.002, "bm25": 0.04, "hybrid": 0.04}
 RRF = RetrievalSettings(fusion="rrf", weights=(1.0, 1.0))
 
-pytestmark = pytest.mark.skipif(not SETS.is_dir(), reason="shared retrieval sets not present")
 
 
 def subsample(src: Path, dst: Path, passages: int, queries: int, seed: int = 0) -> Path:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("pymilvus")
 
 from langchain_core.documents import Document
 
@@ -70,7 +69,6 @@ def test_analyzer_presets():
 
 def test_jieba_analyzer_keeps_latin_words_in_mixed_text():
     """The documented mixed-language behaviour, checked on Milvus Lite's own analyzer."""
-    pytest.importorskip("jieba")
     from milvus_lite.analyzer.factory import create_analyzer
 
     tokens = create_analyzer(analyzer_params("zh")).tokenize("用Python做机器学习的教程。COVID-19 vaccines")

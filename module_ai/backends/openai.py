@@ -66,12 +66,20 @@ def _chat_class():
 
         def _create_chat_result(self, response: Any, generation_info: dict | None = None):
             result = super()._create_chat_result(response, generation_info)
-            data = response if isinstance(response, dict) else response.model_dump()
-            for gen, choice in zip(result.generations, data.get("choices") or []):
-                reasoning = (choice.get("message") or {}).get("reasoning_content")
+            for gen, choice in zip(result.generations, _choices(response)):
+                reasoning = _message_field(choice, "reasoning_content")
                 if reasoning:
                     gen.message.additional_kwargs["reasoning_content"] = reasoning
             return result
+
+        async def _agenerate(self, *args: Any, **kwargs: Any):
+            _async_client_for_running_loop(self, "chat")
+            return await super()._agenerate(*args, **kwargs)
+
+        async def _astream(self, *args: Any, **kwargs: Any):
+            _async_client_for_running_loop(self, "chat")
+            async for chunk in super()._astream(*args, **kwargs):
+                yield chunk
 
         def _convert_chunk_to_generation_chunk(self, chunk: dict, default_chunk_class: type, base_info: Any):
             gen = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_info)
@@ -96,6 +104,48 @@ def _chat_class():
 
 
 _ChatClass = None
+_LOOP_OF: dict[int, Any] = {}
+"""id(model) -> weak reference to the event loop its async client was built for."""
+
+
+def _choices(response: Any) -> list[Any]:
+    return (response.get("choices") if isinstance(response, dict) else response.choices) or []
+
+
+def _message_field(choice: Any, name: str) -> Any:
+    """A non-standard field (e.g. ``reasoning_content``) of a choice's message, dict or SDK object."""
+    if isinstance(choice, dict):
+        return (choice.get("message") or {}).get(name)
+    message = getattr(choice, "message", None)
+    return getattr(message, name, None) or (getattr(message, "model_extra", None) or {}).get(name)
+
+
+def _async_client_for_running_loop(model: Any, kind: str) -> None:
+    """Give ``model`` an async HTTP client of its own for the running event loop.
+
+    langchain-openai shares one cached async httpx client per base URL across the process; its
+    pooled connections belong to the first event loop, so a second ``asyncio.run`` (notebooks,
+    scripts, per-test loops) fails with "Event loop is closed". A user-supplied
+    ``http_async_client`` is left alone.
+    """
+    import asyncio
+    import weakref
+
+    if model.http_async_client is not None or model.async_client is None:
+        return
+    loop = asyncio.get_running_loop()
+    ref = _LOOP_OF.get(id(model))
+    if ref is not None and ref() is loop:
+        return
+    import openai
+
+    root = getattr(model, "root_async_client", None) or model.async_client._client
+    root = root.copy(http_client=openai.DefaultAsyncHttpxClient(timeout=root.timeout))
+    if kind == "chat":
+        model.root_async_client, model.async_client = root, root.chat.completions
+    else:
+        model.async_client = root.embeddings
+    _LOOP_OF[id(model)] = weakref.ref(loop)
 
 
 def build_chat(cfg: ModelConfig, registry: Any, path: str | None):
@@ -137,6 +187,7 @@ def _embeddings_class():
                 return _vectors_and_tokens(data)
 
             async def _aembed_batch(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
+                _async_client_for_running_loop(self, "embeddings")
                 response = await self.async_client.create(input=texts, **self._invocation_params)
                 data = response if isinstance(response, dict) else response.model_dump()
                 return _vectors_and_tokens(data)
