@@ -86,26 +86,63 @@ _LAZY: dict[str, str] = {
     "load_prompt": "module_ai.prompts",
 }
 
-__all__ = sorted([
+# every public name, eager and lazy (sorted; pinned by tests/test_public_api.py)
+__all__ = [
     "BackendError",
+    "BaseReranker",
     "BudgetExceededError",
     "CapabilityError",
+    "ChatChain",
     "ConfigError",
     "ContextWindowError",
+    "CrossEncoderReranker",
+    "EmbeddingReranker",
+    "HTTPReranker",
+    "HybridRetriever",
+    "InMemoryHistoryStore",
+    "KnowledgeBase",
     "KnowledgeBaseError",
+    "LLMReranker",
     "MediaError",
+    "MilvusConfig",
+    "MilvusKnowledgeBase",
     "MissingAPIKeyError",
     "MissingDependencyError",
     "ModelConfig",
     "ModuleAIError",
     "Registry",
+    "SQLiteHistoryStore",
     "UnknownModelError",
+    "UsageTracker",
+    "arerank_texts",
+    "audio_part",
+    "bench_model",
+    "chat_chain",
+    "chat_graph",
+    "check_groundedness",
+    "check_messages",
     "estimate_tokens",
+    "evaluate_retrieval",
+    "format_context",
+    "image_part",
+    "limiter_for",
+    "load_documents",
+    "load_prompt",
     "load_registry",
-    *_LAZY,
-])
-
-
+    "multimodal_message",
+    "rag_agent",
+    "rag_chain",
+    "read_usage_log",
+    "rerank_texts",
+    "rrf_fuse",
+    "split_documents",
+    "sqlite_checkpointer",
+    "track_usage",
+    "trim_to_window",
+    "video_part",
+    "weighted_fuse",
+    "with_capability_check",
+]
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)

@@ -6,8 +6,9 @@ Kept dependency-free so that backends can emit without importing the tracker mac
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["CallRecord", "add_listener", "emit", "remove_listener"]
 

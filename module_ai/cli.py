@@ -14,7 +14,7 @@ import sys
 
 from module_ai.errors import ModuleAIError
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["COMMANDS", "main"]
 
 COMMANDS: dict[str, str] = {
     "models": "module_ai.commands.models",

@@ -13,11 +13,19 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from module_ai.errors import ConfigError, MissingAPIKeyError
 
-__all__ = ["ModelConfig", "load_config_file", "resolve_env", "SERVER_TYPES", "MODEL_TYPES"]
+__all__ = ["MODEL_TYPES", "SERVER_TYPES", "ModelConfig", "load_config_file", "resolve_env"]
 
 MODEL_TYPES = ("chat", "embedding", "rerank")
 SERVER_TYPES = ("openai", "ollama", "llamacpp", "local")
@@ -230,15 +238,16 @@ def _read_structured(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(path)) from exc
-    try:
-        if path.suffix == ".json":
+    if path.suffix == ".json":
+        try:
             return json.loads(text)
-        import yaml
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"invalid JSON: {exc}; fix the syntax", path=str(path)) from None
+    import yaml
 
+    try:
         return yaml.safe_load(text)
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise ConfigError(f"invalid JSON: {exc}; fix the syntax", path=str(path)) from None
-    except Exception as exc:  # yaml.YAMLError without importing yaml at module level
+    except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}; fix the syntax", path=str(path)) from None
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
-    "CapabilityError",
     "BudgetExceededError",
+    "CapabilityError",
     "ConfigError",
     "ContextWindowError",
     "KnowledgeBaseError",

@@ -11,7 +11,8 @@ is still supported when its cosine similarity to a cited block reaches
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = [
     "EMBEDDING_SUPPORT_THRESHOLD",

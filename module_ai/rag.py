@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import AsyncIterator, Iterator, Sequence
 from functools import partial
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any
 
 from module_ai.grounding import check_groundedness
 from module_ai.prompts import load_prompt
 
-__all__ = ["rag_chain", "format_context", "refusal_text", "source_entry"]
+__all__ = ["format_context", "rag_chain", "refusal_text", "source_entry"]
 
 SNIPPET_CHARS = 160
 _TAG_LOOKALIKE = re.compile(r"<\s*/?\s*documents?\b[^>]*>", re.IGNORECASE)

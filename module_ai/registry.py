@@ -18,7 +18,7 @@ from typing import Any
 from module_ai.config import CONFIG_SUFFIXES, ModelConfig, load_config_file
 from module_ai.errors import ConfigError, ModuleAIError, UnknownModelError
 
-__all__ = ["Registry", "load_registry", "DEFAULT_CONFIG_DIR", "BUILTIN_CONFIG_DIR"]
+__all__ = ["BUILTIN_CONFIG_DIR", "DEFAULT_CONFIG_DIR", "Registry", "load_registry"]
 
 DEFAULT_CONFIG_DIR = "configs"
 
@@ -89,7 +89,7 @@ class Registry:
             ok, error = True, None
         except ModuleAIError as exc:
             found, ok, error = None, False, str(exc)
-        except Exception as exc:  # report, never raise: check is a diagnostic
+        except Exception as exc:  # noqa: BLE001 - check is a diagnostic: it reports, never raises
             found, ok, error = None, False, f"{type(exc).__name__}: {exc}"
         latency = round((time.perf_counter() - start) * 1000, 1)
         return {"name": name, "ok": ok, "latency_ms": latency, "found": found, "error": error}

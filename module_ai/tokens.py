@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["estimate_tokens", "estimate_message_tokens", "MESSAGE_OVERHEAD_TOKENS"]
+__all__ = ["MESSAGE_OVERHEAD_TOKENS", "estimate_message_tokens", "estimate_tokens"]
 
 MESSAGE_OVERHEAD_TOKENS = 4
 """Tokens added per chat message for role markers and separators."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-import module_ai.errors as errors
+from module_ai import errors
 
 LOG_LINES: list[str] = []
 ERROR_MESSAGES: list[str] = []

@@ -125,7 +125,7 @@ def test_env_references(monkeypatch, tmp_path):
 
 
 def test_dotenv_file_is_read(tmp_path, monkeypatch):
-    import module_ai.config as config
+    from module_ai import config
 
     (tmp_path / ".env").write_text("DOTENV_ONLY_KEY=from-dotenv\n")
     monkeypatch.chdir(tmp_path)

@@ -14,7 +14,6 @@ from module_ai.graphs import chat_graph, sqlite_checkpointer
 from module_ai.tokens import estimate_message_tokens
 
 
-
 class Recorder(BaseCallbackHandler):
     """Records the messages every chat model call receives."""
 

@@ -16,7 +16,6 @@ from module_ai import load_registry
 from module_ai.graphs import DEFAULT_GROUNDED, DEFAULT_RELEVANT, parse_judgement, rag_agent
 from module_ai.tokens import estimate_message_tokens
 
-
 ZH_REFUSAL = "根据已知信息无法回答"
 EN_REFUSAL = "I cannot answer from the given documents"
 LEAVE = Document("员工每年有10天带薪年假。", metadata={"id": "hr#0", "source": "hr.md", "score": 0.91})

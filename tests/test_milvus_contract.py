@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-
 from module_ai import load_registry
 from module_ai.cli import main
 from module_ai.milvus import MilvusKnowledgeBase

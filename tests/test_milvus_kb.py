@@ -9,8 +9,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
-
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import pytest
 
-
 from module_ai.milvus import evaluate_milvus
 from module_ai.retrieval import RetrievalSettings, evaluate_retrieval
 from module_ai.retrieval._testing import HashingEmbeddings

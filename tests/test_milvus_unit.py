@@ -6,8 +6,6 @@ No Milvus engine is started here (see test_milvus_kb.py for Milvus Lite).
 from __future__ import annotations
 
 import pytest
-
-
 from langchain_core.documents import Document
 
 from module_ai.errors import BackendError, ConfigError, KnowledgeBaseError

@@ -11,10 +11,9 @@ import re
 import time
 from pathlib import Path
 
-import pytest
-
-import nbformat
 import nbclient
+import nbformat
+import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))

@@ -40,3 +40,9 @@ def test_import_is_light_and_lazy():
     runs = [json.loads(subprocess.check_output([sys.executable, "-c", code], text=True)) for _ in range(3)]
     assert all(r["loaded"] == [] for r in runs), runs
     assert min(r["t"] for r in runs) < 0.3, runs
+
+
+def test_lazy_table_and_all_agree():
+    eager = {n for n in module_ai.__all__ if n not in module_ai._LAZY}
+    assert set(module_ai._LAZY) <= set(module_ai.__all__)
+    assert EXPECTED_CORE <= eager

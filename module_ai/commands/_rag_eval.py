@@ -8,7 +8,7 @@ from typing import Any
 from module_ai.errors import ConfigError
 from module_ai.registry import load_registry
 
-__all__ = ["run_evaluation", "results_table"]
+__all__ = ["results_table", "run_evaluation"]
 
 _METRICS = ("ndcg@10", "recall@10", "mrr@10")
 

@@ -8,12 +8,13 @@ message and exits (also for scripts and tests); lines on stdin are read when it 
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from module_ai._events import CallRecord, add_listener, remove_listener
 from module_ai.registry import load_registry
 
-__all__ = ["register", "SessionCost"]
+__all__ = ["SessionCost", "register"]
 
 DIM, RESET = "\033[2m", "\033[0m"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from module_ai.registry import load_registry
 
-__all__ = ["register", "DEMO_DOCS", "DEMO_QUESTIONS"]
+__all__ = ["DEMO_DOCS", "DEMO_QUESTIONS", "register"]
 
 DEMO_DOCS = Path(__file__).resolve().parent.parent / "data" / "demo"
 DEMO_QUESTIONS = [

@@ -8,7 +8,7 @@ from typing import Any
 
 from module_ai.registry import load_registry
 
-__all__ = ["register", "models_table"]
+__all__ = ["models_table", "register"]
 
 _COLUMNS = ("name", "model_type", "server_type", "model", "url", "input_tokens", "out_tokens", "price")
 

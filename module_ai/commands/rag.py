@@ -10,7 +10,7 @@ from typing import Any
 from module_ai.errors import ConfigError
 from module_ai.registry import load_registry
 
-__all__ = ["register", "open_kb", "answer_or_evidence"]
+__all__ = ["answer_or_evidence", "open_kb", "register"]
 
 DEFAULT_EMBEDDING = "minilm"
 BACKENDS = ("embedded", "milvus")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from module_ai.errors import ConfigError
 
-__all__ = ["load_prompt", "PROMPT_DIR", "LANGS"]
+__all__ = ["LANGS", "PROMPT_DIR", "load_prompt"]
 
 PROMPT_DIR = Path(__file__).parent
 LANGS = ("zh", "en")

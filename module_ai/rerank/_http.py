@@ -163,15 +163,10 @@ class HTTPReranker(BaseReranker):
             return _checked(self._http_client().post(self.endpoint, json=payload, headers=self._headers()))
 
         try:
-            response = call.run(send)
-            scores, tokens = self._parse(response, len(texts))
+            scores, tokens = self._parse(call.run(send), len(texts))
         except Exception as exc:
-            call.abort()
-            self._record(call, texts, None, error=f"{type(exc).__name__}: {exc}")
-            raise self._final_error(exc, call.attempts) from exc
-        self._record(call, texts, tokens)
-        call.finish(total_tokens=tokens)
-        return scores
+            raise self._failed(call, texts, exc) from exc
+        return self._settled(call, texts, scores, tokens)
 
     async def _arequest(self, client: httpx.AsyncClient, query: str, texts: list[str]) -> dict[int, float]:
         payload, call = self._payload(query, texts), self._open(query, texts)
@@ -180,15 +175,20 @@ class HTTPReranker(BaseReranker):
             return _checked(await client.post(self.endpoint, json=payload, headers=self._headers()))
 
         try:
-            response = await call.arun(send)
-            scores, tokens = self._parse(response, len(texts))
+            scores, tokens = self._parse(await call.arun(send), len(texts))
         except Exception as exc:
-            call.abort()
-            self._record(call, texts, None, error=f"{type(exc).__name__}: {exc}")
-            raise self._final_error(exc, call.attempts) from exc
+            raise self._failed(call, texts, exc) from exc
+        return self._settled(call, texts, scores, tokens)
+
+    def _settled(self, call: Any, texts: list[str], scores: dict[int, float], tokens: int | None):
         self._record(call, texts, tokens)
         call.finish(total_tokens=tokens)
         return scores
+
+    def _failed(self, call: Any, texts: list[str], exc: Exception) -> Exception:
+        call.abort()
+        self._record(call, texts, None, error=f"{type(exc).__name__}: {exc}")
+        return self._final_error(exc, call.attempts)
 
     def _parse(self, response: httpx.Response, count: int) -> tuple[dict[int, float], int | None]:
         try:
