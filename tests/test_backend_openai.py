@@ -65,6 +65,9 @@ def test_llama_invoke_usage_and_max_tokens_on_the_wire(llama_reg):
 def test_llama_payload_sends_max_tokens_not_max_completion_tokens(llama_reg):
     payload = llama_reg.chat("tiny")._get_request_payload("hi")
     assert payload["max_tokens"] == 3 and "max_completion_tokens" not in payload
+    # thinking_style "none": nothing thinking-related goes on the wire, even with no_think
+    quiet = llama_reg.chat("tiny", no_think=True)._get_request_payload("hi")
+    assert "enable_thinking" not in str(quiet) and "chat_template_kwargs" not in str(quiet)
 
 
 def test_llama_stream_estimates_usage_when_server_gives_none(llama_reg):

@@ -76,3 +76,19 @@ def test_demo_runs_through_the_entry_point(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "No chat model configured" in proc.stdout and "MODULE_AI_CHAT" in proc.stdout
     assert "03_deployment_and_cost.md" in proc.stdout
+
+
+def test_cli_stats_and_delete(workspace, capsys):
+    cfg, kb = str(workspace / "configs"), str(workspace / "kb")
+    assert main(["--config", cfg, "rag", "index", str(workspace / "docs"), "--kb", kb, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["--config", cfg, "rag", "stats", "--kb", kb]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["sources"] == 4 and stats["embedding_model"] == "minilm" and stats["chunks"] > 4
+    source = str(workspace / "docs" / "04_langchain_basics.md")
+    assert main(["--config", cfg, "rag", "delete", source, "--kb", kb]) == 0
+    capsys.readouterr()
+    assert main(["--config", cfg, "rag", "stats", "--kb", kb]) == 0
+    assert json.loads(capsys.readouterr().out)["sources"] == 3
+    assert main(["--config", cfg, "rag", "delete", "nope.md", "--kb", kb]) == 1
+    assert "not an indexed source" in capsys.readouterr().err

@@ -35,6 +35,13 @@ def register(subparsers: Any) -> None:
     _kb_options(p)
     _query_options(p)
     p.set_defaults(func=run_ask)
+    p = sub.add_parser("stats", help="what the knowledge base holds (chunks, sources, model, settings)")
+    _kb_options(p)
+    p.set_defaults(func=run_stats)
+    p = sub.add_parser("delete", help="remove one source (file) from the knowledge base")
+    p.add_argument("source", help="the source path as indexed (see: module-ai rag stats)")
+    _kb_options(p)
+    p.set_defaults(func=run_delete)
     p = sub.add_parser("eval", help="evaluate bm25/dense/hybrid(+rerank) on a BEIR-layout data set")
     p.add_argument("data", help="folder with corpus.jsonl, queries.jsonl, qrels.tsv")
     p.add_argument("--embedding", default=DEFAULT_EMBEDDING)
@@ -105,6 +112,22 @@ def run_index(args: Any) -> int:
     report = getattr(kb, "last_report", None)
     print(f"indexed {stats['chunks']} chunks from {stats['sources']} sources into {args.kb}"
           + (f" ({report})" if report else ""))
+    return 0
+
+
+def run_stats(args: Any) -> int:
+    kb = open_kb(args, load_registry(args.config))
+    print(json.dumps(kb.stats(), ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
+def run_delete(args: Any) -> int:
+    kb = open_kb(args, load_registry(args.config))
+    if args.source not in kb.sources() and str(Path(args.source).resolve()) not in kb.sources():
+        raise ConfigError(f"'{args.source}' is not an indexed source; see: module-ai rag stats --kb {args.kb}",
+                          field="source")
+    report = kb.delete_source(args.source)
+    print(f"deleted {args.source} ({report})")
     return 0
 
 
