@@ -246,14 +246,17 @@ def test_fault_429_has_retry_after_and_sdk_retries(fault_server, fo, test_api_ke
     assert fault_server.stats()["statuses"] == {429: 3, 200: 1}
 
 
-def test_fault_stream_drop_malformed_and_no_usage(fault_server, fo):
+def test_fault_stream_drop_malformed_and_no_usage(fault_server, test_api_key):
+    def fresh():  # a new connection pool per request: a dropped connection must not be reused
+        return openai.OpenAI(base_url=fault_server.base_url, api_key=test_api_key, max_retries=0)
+
     fault_server.configure(faults=["drop", "malformed", "no_usage"])
     with pytest.raises(openai.APIConnectionError):
-        list(fo.chat.completions.create(model="m", messages=MSG, stream=True))
+        list(fresh().chat.completions.create(model="m", messages=MSG, stream=True))
     with pytest.raises(ValueError):
-        fo.chat.completions.create(model="m", messages=MSG)
+        fresh().chat.completions.create(model="m", messages=MSG)
     chunks = list(
-        fo.chat.completions.create(
+        fresh().chat.completions.create(
             model="m", messages=MSG, stream=True, stream_options={"include_usage": True}
         )
     )
