@@ -7,6 +7,7 @@ the rest the same way for all of them (see :mod:`module_ai.rerank._scores` for t
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 from collections.abc import Sequence
 
 from langchain_core.callbacks import Callbacks
@@ -41,9 +42,9 @@ class BaseReranker(BaseDocumentCompressor):
     """Registry name (used in errors and usage records)."""
 
     # --- what a backend implements ---------------------------------------------------------------
+    @abstractmethod
     def _judge(self, query: str, texts: list[str], callbacks: Callbacks = None) -> list[Judgement]:
         """One :class:`Judgement` per text (texts are distinct and never empty)."""
-        raise NotImplementedError
 
     async def _ajudge(self, query: str, texts: list[str], callbacks: Callbacks = None) -> list[Judgement]:
         return await asyncio.to_thread(self._judge, query, texts, callbacks)
