@@ -56,7 +56,7 @@ class ModelLimiter:
         """Take ``max_concurrency``, ``rpm``, ``tpm`` and ``adaptive_concurrency`` from a config."""
         if cfg is None:
             return
-        adaptive = bool(getattr(cfg, "adaptive_concurrency", False))
+        adaptive = cfg.adaptive_concurrency
         self.configure(max_concurrency=cfg.max_concurrency, rpm=cfg.rpm, tpm=cfg.tpm, adaptive=adaptive)
 
     def configure(self, **settings: Any) -> ModelLimiter:

@@ -153,7 +153,10 @@ def load_registry(path: str | os.PathLike[str] | None = None, *, builtin: bool =
     Raises:
         ConfigError: a file is invalid, or two files define the same model name.
     """
-    root = Path(path or os.environ.get("MODULE_AI_CONFIG") or DEFAULT_CONFIG_DIR)
+    explicit = path or os.environ.get("MODULE_AI_CONFIG")
+    root = Path(explicit or DEFAULT_CONFIG_DIR)
+    if not explicit and not root.exists() and builtin:
+        return _with_builtin({}, {})  # no ./configs here: the built-in models still work
     if not root.exists():
         raise ConfigError(
             "config path does not exist; pass a folder of *.json/*.yaml model configs or set MODULE_AI_CONFIG",
@@ -172,9 +175,12 @@ def load_registry(path: str | os.PathLike[str] | None = None, *, builtin: bool =
                     field="name",
                 )
             configs[name], sources[name] = cfg, str(file)
-    if builtin:
-        for file in sorted(BUILTIN_CONFIG_DIR.glob("*.json")):
-            for name, cfg in load_config_file(file).items():
-                if name not in configs:
-                    configs[name], sources[name] = cfg, str(file)
+    return _with_builtin(configs, sources) if builtin else Registry(configs, sources)
+
+
+def _with_builtin(configs: dict[str, ModelConfig], sources: dict[str, str]) -> Registry:
+    for file in sorted(BUILTIN_CONFIG_DIR.glob("*.json")):
+        for name, cfg in load_config_file(file).items():
+            if name not in configs:
+                configs[name], sources[name] = cfg, str(file)
     return Registry(configs, sources)

@@ -175,3 +175,20 @@ def test_builtin_default_embedding_is_offered_and_overridable(tmp_path):
     (tmp_path / "minilm.json").write_text(json.dumps({"model_type": "embedding", "server_type": "ollama",
                                                       "model": "all-minilm"}))
     assert load_registry(tmp_path).config("minilm").server_type == "ollama"
+
+
+def test_limits_come_from_config(tmp_path):
+    from module_ai.limits import limiter_for
+
+    cfg = ModelConfig(model_type="chat", server_type="openai", model="lim", url="http://127.0.0.1:7/v1",
+                      max_concurrency=3, rpm=120, adaptive_concurrency=True)
+    limiter = limiter_for(cfg, update=True)
+    assert limiter._settings == {"max_concurrency": 3, "rpm": 120, "tpm": None, "adaptive": True}
+
+
+def test_default_location_missing_still_offers_builtin(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODULE_AI_CONFIG", raising=False)
+    assert load_registry().names() == ["minilm"]
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_registry("configs")
