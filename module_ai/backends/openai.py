@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import PrivateAttr
+
 from module_ai.backends._managed import ManagedChatMixin, ManagedEmbeddingsMixin, model_kwargs_for
 from module_ai.config import ModelConfig
 
@@ -57,6 +59,8 @@ def _chat_class():
 
     class ChatOpenAICompatible(ManagedChatMixin, ChatOpenAI):
         """``ChatOpenAI`` for OpenAI-compatible servers: max_tokens, thinking, reasoning_content."""
+
+        _module_ai_loop: Any = PrivateAttr(default=None)
 
         def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
             payload = super()._get_request_payload(input_, stop=stop, **kwargs)
@@ -104,8 +108,6 @@ def _chat_class():
 
 
 _ChatClass = None
-_LOOP_OF: dict[int, Any] = {}
-"""id(model) -> weak reference to the event loop its async client was built for."""
 
 
 def _choices(response: Any) -> list[Any]:
@@ -134,7 +136,7 @@ def _async_client_for_running_loop(model: Any, kind: str) -> None:
     if model.http_async_client is not None or model.async_client is None:
         return
     loop = asyncio.get_running_loop()
-    ref = _LOOP_OF.get(id(model))
+    ref = model._module_ai_loop  # weak reference to the loop the current async client belongs to
     if ref is not None and ref() is loop:
         return
     import openai
@@ -145,7 +147,7 @@ def _async_client_for_running_loop(model: Any, kind: str) -> None:
         model.root_async_client, model.async_client = root, root.chat.completions
     else:
         model.async_client = root.embeddings
-    _LOOP_OF[id(model)] = weakref.ref(loop)
+    model._module_ai_loop = weakref.ref(loop)
 
 
 def build_chat(cfg: ModelConfig, registry: Any, path: str | None):
@@ -180,6 +182,8 @@ def _embeddings_class():
 
         class OpenAICompatibleEmbeddings(ManagedEmbeddingsMixin, OpenAIEmbeddings):
             """``OpenAIEmbeddings`` sending raw text in ``max_batch`` batches, with usage and limits."""
+
+            _module_ai_loop: Any = PrivateAttr(default=None)
 
             def _embed_batch(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
                 response = self.client.create(input=texts, **self._invocation_params)
