@@ -97,6 +97,19 @@ def fault_server(test_api_key):
     srv.stop()
 
 
+@pytest.fixture(scope="session")
+def fake_servers(test_api_key):
+    """{style: FakeRerank} for the Cohere, Xinference and TEI rerank wire formats."""
+    from tests.servers import fake_rerank
+
+    servers = {style: fake_rerank.start(style, api_key=test_api_key) for style in fake_rerank.STYLES}
+    _started.extend(servers.values())
+    yield servers
+    for srv in servers.values():
+        _started.remove(srv)
+        srv.stop()
+
+
 @pytest.fixture(autouse=True)
 def _reset_fake_servers():
     for srv in _started:

@@ -42,14 +42,6 @@ def _docs() -> list[Document]:
 
 
 @pytest.fixture(scope="module")
-def fake_servers(test_api_key):
-    servers = {style: fake_rerank.start(style, api_key=test_api_key) for style in fake_rerank.STYLES}
-    yield servers
-    for srv in servers.values():
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory) -> str:
     """A random BERT cross-encoder (num_labels=1) with a tiny WordPiece vocab, saved like a real one."""
     import torch

@@ -15,21 +15,12 @@ from module_ai._events import add_listener, remove_listener
 from module_ai.config import ModelConfig
 from module_ai.errors import BackendError
 from module_ai.registry import Registry
-from tests.servers import fake_rerank
 from tests.servers._util import count_tokens, lexical_score
 
 QUERY = "熊猫吃什么食物"
 TEXTS = ["汽车需要加油才能行驶", "大熊猫主要吃竹子，也吃少量其他食物", "熊猫是中国的国宝", "股市今天下跌",
          "什么食物适合熊猫幼崽", "天气很好"]
 KEY_REF = "${MODULE_AI_TEST_KEY}"
-
-
-@pytest.fixture(scope="module")
-def fake_servers(test_api_key):
-    servers = {style: fake_rerank.start(style, api_key=test_api_key) for style in fake_rerank.STYLES}
-    yield servers
-    for srv in servers.values():
-        srv.stop()
 
 
 @pytest.fixture
