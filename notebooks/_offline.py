@@ -13,7 +13,7 @@
   Generated text is canned or gibberish: the protocol is real, the "intelligence" is not.
 - ``live``: returns the repository's ``configs/`` (keys come from the environment or ``.env``).
 
-``INFO`` is a dict: ``mode``, ``config_dir``, ``repo_root``, ``shared_dir``, ``demo_docs``,
+``INFO`` is a dict: ``mode``, ``config_dir``, ``repo_root``, ``data_dir``, ``demo_docs``,
 ``cmrc_dir`` (the bundled Chinese retrieval set), ``dashscope_base_url``, ``dashscope_key_env``,
 ``ollama_url``, ``openai_local_model`` (a registry name served by a local OpenAI-compatible server),
 ``bench_model`` (the chat model notebook 06 measures) and, offline, the server objects.
@@ -56,23 +56,14 @@ def _mode(mode: str | None) -> str:
     return mode
 
 
-def _shared_dir() -> Path:
-    """shared/ beside the repository (CI: a fresh clone with shared/ next to it), else /work/shared."""
-    for candidate in (REPO_ROOT.parent / "shared", Path("/work/shared")):
-        if (candidate / "data").is_dir():
-            return candidate
-    return REPO_ROOT.parent / "shared"
-
-
 def _common_info(mode: str, config_dir: Path) -> dict[str, Any]:
-    shared = _shared_dir()
     return {
         "mode": mode,
         "config_dir": config_dir,
         "repo_root": REPO_ROOT,
-        "shared_dir": shared,
+        "data_dir": REPO_ROOT / "data" / "retrieval",
         "demo_docs": REPO_ROOT / "module_ai" / "data" / "demo",
-        "cmrc_dir": shared / "data" / "retrieval" / "cmrc2018-dev-zh",
+        "cmrc_dir": REPO_ROOT / "data" / "retrieval" / "cmrc2018-dev-zh",
         "dashscope_key_env": "DASHSCOPE_API_KEY",
     }
 

@@ -15,7 +15,7 @@ from module_ai.milvus import MilvusKnowledgeBase
 from module_ai.milvus._client import release_lite
 
 DEMO = Path(__file__).resolve().parent.parent / "module_ai" / "data" / "demo"
-COVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval" / "covidqa-chunks-a-en"
+COVID = Path(__file__).resolve().parents[1] / "data" / "retrieval" / "covidqa-chunks-a-en"
 
 
 @pytest.fixture()

@@ -43,7 +43,7 @@ from module_ai.milvus import evaluate_milvus
 from module_ai.retrieval import RetrievalSettings, evaluate_retrieval
 from module_ai.retrieval._testing import HashingEmbeddings
 
-SETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval"
+SETS = Path(__file__).resolve().parents[1] / "data" / "retrieval"
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TOL = {"dense": 0.002, "bm25": 0.04, "hybrid": 0.04}
 RRF = RetrievalSettings(fusion="rrf", weights=(1.0, 1.0))

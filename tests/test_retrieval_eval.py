@@ -13,7 +13,7 @@ from module_ai.retrieval._index import Candidates
 from module_ai.retrieval._testing import HashingEmbeddings
 from module_ai.retrieval.evaluate import evaluate_retrieval, load_beir
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval"
+DATA = Path(__file__).resolve().parents[1] / "data" / "retrieval"
 CMRC = DATA / "cmrc2018-dev-zh"
 METHODS = {"bm25", "dense", "hybrid", "hybrid_tuned"}
 
