@@ -1,4 +1,4 @@
-"""Knowledge-base backends side by side: the embedded index vs Milvus Lite (module_ai.milvus).
+"""Knowledge-base backends side by side: the embedded index vs Milvus Lite (module_ai.retrieval.milvus).
 
 Data: the synthetic corpus of ``bench_retrieval.py`` / ``perf-anchors.md`` §1 (deterministic
 pseudo-English Zipf text, chunks of 45-75 words, 384-dim random unit vectors served by a lookup
@@ -7,7 +7,7 @@ source vector + unit noise). Every chunk is one Document (chunk_size 4000: no fu
 
 Systems (same Documents, same embeddings, both through their public KB API):
   embedded  module_ai.retrieval.KnowledgeBase (bm25s + exact NumPy dense, one folder)
-  milvus    module_ai.milvus.MilvusKnowledgeBase on Milvus Lite (in-process gRPC server, jieba BM25
+  milvus    module_ai.retrieval.milvus.MilvusKnowledgeBase on Milvus Lite (in-process gRPC server, jieba BM25
             function, HNSW M=16 efConstruction=200, ef=max(64, limit), COSINE)
 
 Index: a fresh process per build (``--builds`` per system, order rotated): seconds, chunks/s, peak RSS,
@@ -84,7 +84,7 @@ def build(system: str, texts: list[str], emb, kb_dir: Path):
         from module_ai.retrieval import KnowledgeBase
 
         return KnowledgeBase.build(documents(texts), kb_dir, emb, **common)
-    from module_ai.milvus import MilvusKnowledgeBase
+    from module_ai.retrieval.milvus import MilvusKnowledgeBase
 
     return MilvusKnowledgeBase.build(documents(texts), kb_dir, emb, config={"index_type": "HNSW"}, **common)
 
@@ -94,7 +94,7 @@ def open_kb(system: str, kb_dir: Path, emb):
         from module_ai.retrieval import KnowledgeBase
 
         return KnowledgeBase.open(kb_dir, emb, show_progress=False)
-    from module_ai.milvus import MilvusKnowledgeBase
+    from module_ai.retrieval.milvus import MilvusKnowledgeBase
 
     return MilvusKnowledgeBase.open(kb_dir, emb, show_progress=False)
 
@@ -107,8 +107,6 @@ def disk_bytes(folder: Path) -> int:
 def child_build(system: str, n: int, kb_dir: Path) -> None:
     texts, vecs, queries, qvecs, _ = make_data(n, 10)
     emb = lookup_embeddings(texts, vecs, queries, qvecs)
-    import module_ai.milvus.kb
-    import module_ai.retrieval.kb  # noqa: F401
 
     gc.collect()
     base = rss_mib()

@@ -109,7 +109,7 @@ def build_stock(texts, emb):
 def build_floor(texts, vecs):
     import bm25s
 
-    from module_ai.retrieval._index import one_thread
+    from module_ai.retrieval.embedded.index import one_thread
 
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
@@ -187,7 +187,7 @@ def warm_imports(system: str) -> None:
         import langchain_core.retrievers  # noqa: F401
         import threadpoolctl  # noqa: F401
 
-        import module_ai.retrieval.kb
+        import module_ai.retrieval.embedded.kb
         import module_ai.retrieval.retriever  # noqa: F401
 
 

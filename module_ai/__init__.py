@@ -18,6 +18,7 @@ import importlib
 from typing import Any
 
 from module_ai.config import ModelConfig
+from module_ai.controls.tokens import estimate_tokens
 from module_ai.errors import (
     BackendError,
     BudgetExceededError,
@@ -32,7 +33,6 @@ from module_ai.errors import (
     UnknownModelError,
 )
 from module_ai.registry import Registry, load_registry
-from module_ai.tokens import estimate_tokens
 
 __version__ = "0.1.0"
 
@@ -46,12 +46,12 @@ _LAZY: dict[str, str] = {
     "rrf_fuse": "module_ai.retrieval",
     "split_documents": "module_ai.retrieval",
     "weighted_fuse": "module_ai.retrieval",
-    "check_groundedness": "module_ai.grounding",
-    "format_context": "module_ai.rag",
-    "rag_chain": "module_ai.rag",
+    "check_groundedness": "module_ai.chains.grounding",
+    "format_context": "module_ai.chains.rag",
+    "rag_chain": "module_ai.chains.rag",
     # knowledge base on Milvus (Lite file or cluster URI)
-    "MilvusConfig": "module_ai.milvus",
-    "MilvusKnowledgeBase": "module_ai.milvus",
+    "MilvusConfig": "module_ai.retrieval.milvus",
+    "MilvusKnowledgeBase": "module_ai.retrieval.milvus",
     # rerank
     "BaseReranker": "module_ai.rerank",
     "CrossEncoderReranker": "module_ai.rerank",
@@ -65,23 +65,23 @@ _LAZY: dict[str, str] = {
     "rag_agent": "module_ai.graphs",
     "sqlite_checkpointer": "module_ai.graphs",
     # multimodal input
-    "audio_part": "module_ai.multimodal",
-    "check_messages": "module_ai.multimodal",
-    "image_part": "module_ai.multimodal",
-    "multimodal_message": "module_ai.multimodal",
-    "video_part": "module_ai.multimodal",
-    "with_capability_check": "module_ai.multimodal",
+    "audio_part": "module_ai.chains.multimodal",
+    "check_messages": "module_ai.controls.capabilities",
+    "image_part": "module_ai.chains.multimodal",
+    "multimodal_message": "module_ai.chains.multimodal",
+    "video_part": "module_ai.chains.multimodal",
+    "with_capability_check": "module_ai.controls.capabilities",
     # engineering controls: usage and cost, budgets, limits, the chat chain
-    "ChatChain": "module_ai.chat",
-    "InMemoryHistoryStore": "module_ai.chat",
-    "SQLiteHistoryStore": "module_ai.chat",
-    "chat_chain": "module_ai.chat",
-    "limiter_for": "module_ai.limits",
-    "trim_to_window": "module_ai.limits",
-    "UsageTracker": "module_ai.usage",
-    "read_usage_log": "module_ai.usage",
-    "track_usage": "module_ai.usage",
-    "bench_model": "module_ai.bench",
+    "ChatChain": "module_ai.chains.chat",
+    "InMemoryHistoryStore": "module_ai.chains.chat",
+    "SQLiteHistoryStore": "module_ai.chains.chat",
+    "chat_chain": "module_ai.chains.chat",
+    "limiter_for": "module_ai.controls.limits",
+    "trim_to_window": "module_ai.controls.limits",
+    "UsageTracker": "module_ai.controls.usage",
+    "read_usage_log": "module_ai.controls.usage",
+    "track_usage": "module_ai.controls.usage",
+    "bench_model": "module_ai.controls.bench",
     # prompts
     "load_prompt": "module_ai.prompts",
 }

@@ -25,13 +25,9 @@ from pydantic import (
 
 from module_ai.errors import ConfigError, MissingAPIKeyError
 
-__all__ = ["MODEL_TYPES", "SERVER_TYPES", "ModelConfig", "load_config_file", "resolve_env"]
+__all__ = ["SERVER_TYPES", "ModelConfig", "load_config_file", "resolve_env"]
 
-MODEL_TYPES = ("chat", "embedding", "rerank")
 SERVER_TYPES = ("openai", "ollama", "llamacpp", "local")
-RERANK_STYLES = (
-    "cohere", "xinference", "tei", "dashscope", "dashscope_openai", "embedding", "cross_encoder", "llm",
-)
 THINKING_STYLES = ("enable_thinking", "chat_template_kwargs", "none")
 CAPABILITIES = ("vision", "audio", "video", "tools", "json")
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")

@@ -21,6 +21,8 @@ Tree::
 
 from __future__ import annotations
 
+from types import ModuleType
+
 __all__ = [
     "BackendError",
     "BudgetExceededError",
@@ -111,7 +113,7 @@ class KnowledgeBaseError(ModuleAIError):
     """A knowledge-base index is missing, corrupt or built with another embedding model."""
 
 
-def require(module: str, extra: str, *, model: str | None = None, path: str | None = None):
+def require(module: str, extra: str, *, model: str | None = None, path: str | None = None) -> ModuleType:
     """Import an optional module or raise :class:`MissingDependencyError` naming the extra.
 
     Example:

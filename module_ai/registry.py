@@ -13,10 +13,15 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from module_ai.config import CONFIG_SUFFIXES, ModelConfig, load_config_file
 from module_ai.errors import ConfigError, ModuleAIError, UnknownModelError
+
+if TYPE_CHECKING:
+    from langchain_core.documents import BaseDocumentCompressor
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
 
 __all__ = ["BUILTIN_CONFIG_DIR", "DEFAULT_CONFIG_DIR", "Registry", "load_registry"]
 
@@ -58,18 +63,18 @@ class Registry:
         """The file the config of ``name`` came from."""
         return self._sources.get(name)
 
-    def chat(self, name: str, **overrides: Any):
+    def chat(self, name: str, **overrides: Any) -> BaseChatModel:
         """A LangChain ``BaseChatModel`` for ``name`` (with ``fallbacks`` attached when configured).
 
         Overrides replace config fields for this object only, e.g. ``temperature=0``.
         """
         return self._build("chat", name, overrides)
 
-    def embeddings(self, name: str, **overrides: Any):
+    def embeddings(self, name: str, **overrides: Any) -> Embeddings:
         """A LangChain ``Embeddings`` for ``name``."""
         return self._build("embedding", name, overrides)
 
-    def reranker(self, name: str, **overrides: Any):
+    def reranker(self, name: str, **overrides: Any) -> BaseDocumentCompressor:
         """A LangChain ``BaseDocumentCompressor`` that reranks with ``name``."""
         return self._build("rerank", name, overrides)
 
@@ -94,7 +99,7 @@ class Registry:
         latency = round((time.perf_counter() - start) * 1000, 1)
         return {"name": name, "ok": ok, "latency_ms": latency, "found": found, "error": error}
 
-    def _build(self, kind: str, name: str, overrides: dict[str, Any]):
+    def _build(self, kind: str, name: str, overrides: dict[str, Any]) -> Any:
         cfg = self._typed_config(name, kind)
         if overrides:
             cfg = _with_overrides(cfg, overrides, self.source(name))
@@ -105,10 +110,19 @@ class Registry:
                 self._cache[key] = self._construct(kind, cfg, name)
             return self._cache[key]
 
-    def _construct(self, kind: str, cfg: ModelConfig, name: str):
-        from module_ai.backends import build
+    def _construct(self, kind: str, cfg: ModelConfig, name: str) -> Any:
+        return self.build(kind, cfg, self.source(name))
 
-        return build(kind, cfg, self, self.source(name))
+    def build(self, kind: str, cfg: ModelConfig, path: str | None = None) -> Any:
+        """Build a new (uncached) LangChain object of ``kind`` for ``cfg``: the one builder table.
+
+        ``kind`` is a ``model_type`` (chat, embedding, rerank); a chat config's ``fallbacks`` are
+        attached here. Rerankers call this for the chat/embedding model they run on.
+        """
+        obj = _builder(kind)(kind, cfg, self, path)
+        if kind == "chat" and cfg.fallbacks:
+            obj = obj.with_fallbacks([self.chat(name) for name in cfg.fallbacks])
+        return obj
 
     def _typed_config(self, name: str, kind: str) -> ModelConfig:
         cfg = self.config(name)
@@ -122,6 +136,26 @@ class Registry:
                 field="model_type",
             )
         return cfg
+
+
+def _build_backend(kind: str, cfg: ModelConfig, registry: Registry, path: str | None) -> Any:
+    from module_ai.backends import build
+
+    return build(kind, cfg, registry, path)
+
+
+def _build_reranker(kind: str, cfg: ModelConfig, registry: Registry, path: str | None) -> Any:
+    from module_ai.rerank import build_reranker
+
+    return build_reranker(cfg, registry, path)
+
+
+MODEL_BUILDERS = {"chat": _build_backend, "embedding": _build_backend, "rerank": _build_reranker}
+"""``model_type`` -> builder ``(kind, cfg, registry, path)``; chat and embedding dispatch on ``server_type``."""
+
+
+def _builder(kind: str) -> Any:
+    return MODEL_BUILDERS[kind]
 
 
 def _article(word: str) -> str:

@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 from module_ai.config import ModelConfig
-from module_ai.limits import limiter_for
+from module_ai.controls.limits import limiter_for
 from module_ai.registry import Registry
 from tests.conftest import TEST_API_KEY
 from tests.servers.fault_openai import FaultServer

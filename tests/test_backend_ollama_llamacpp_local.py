@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from module_ai import ConfigError, load_registry
-from module_ai._events import add_listener, remove_listener
+from module_ai.controls.events import add_listener, remove_listener
 
 
 def registry(tmp_path, configs: dict):

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from module_ai import load_registry
-from module_ai._events import add_listener, remove_listener
+from module_ai.controls.events import add_listener, remove_listener
 
 
 def write_configs(tmp_path, configs: dict) -> object:

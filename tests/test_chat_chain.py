@@ -7,15 +7,15 @@ import asyncio
 import pytest
 
 from module_ai import ContextWindowError
-from module_ai.chat import (
+from module_ai.chains.chat import (
     InMemoryHistoryStore,
     SQLiteHistoryStore,
     chat_chain,
     load_system_prompt,
 )
-from module_ai.limits import trim_to_window
-from module_ai.tokens import estimate_message_tokens
-from module_ai.usage import track_usage
+from module_ai.controls.limits import trim_to_window
+from module_ai.controls.tokens import estimate_message_tokens
+from module_ai.controls.usage import track_usage
 from tests.controls_helpers import chat_model, config, fresh_echo, registry
 
 
@@ -149,6 +149,9 @@ def test_chain_over_a_model_with_fallbacks_trims_to_its_window(echo):
     for i in range(10):
         chat.invoke(f"第{i}个问题" + "内容" * 20)
     assert len(_sent(echo)) < 21 and _sent(echo)[0]["content"] == "系统"
+    # the primary answered every turn: had the history not been trimmed to its 300-token window, its
+    # context check would have refused the call and the fallback ("backup") would have answered
+    assert [r["body"]["model"] for r in echo.requests] == ["primary"] * 10
 
 
 def test_chat_with_the_real_llama_server(llama_server):

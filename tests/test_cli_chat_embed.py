@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+
+from module_ai import ModelConfig
 
 
 @pytest.fixture()
@@ -36,7 +39,12 @@ def test_chat_repl_streams_reasoning_and_reports_cost(config_dir, dashscope_serv
     assert "嗯" in out and "你好" in out  # reasoning streamed before the answer
     assert out.index("嗯") < out.index("我是")
     cost_line = next(line for line in out.splitlines() if line.startswith("calls 1,"))
-    assert "CNY" in cost_line and "cost 0.0000" in cost_line
+    shown = re.match(r"calls 1, input (\d+) tokens, output (\d+) tokens, cost ([0-9.]+) CNY", cost_line)
+    assert shown, cost_line
+    tokens_in, tokens_out, cost = int(shown[1]), int(shown[2]), float(shown[3])
+    price_unit = ModelConfig.model_fields["price_unit"].default
+    assert tokens_in > 0 and tokens_out > 0 and cost > 0
+    assert cost == pytest.approx((tokens_in * 0.3 + tokens_out * 1.2) / price_unit, abs=6e-7)
     assert "(history cleared)" in out
     chats = [r for r in dashscope_server.requests if r.path.endswith("/chat/completions")]
     assert len(chats) == 1 and chats[0].body["messages"][0] == {"role": "system", "content": "你是助手"}

@@ -178,12 +178,13 @@ def test_builtin_default_embedding_is_offered_and_overridable(tmp_path):
 
 
 def test_limits_come_from_config(tmp_path):
-    from module_ai.limits import limiter_for
+    from module_ai.controls.limits import limiter_for
 
     cfg = ModelConfig(model_type="chat", server_type="openai", model="lim", url="http://127.0.0.1:7/v1",
                       max_concurrency=3, rpm=120, adaptive_concurrency=True)
     limiter = limiter_for(cfg, update=True)
-    assert limiter._settings == {"max_concurrency": 3, "rpm": 120, "tpm": None, "adaptive": True}
+    assert limiter.limit == 3 and limiter.aimd is not None  # adaptive, starting at the configured cap
+    assert limiter.rpm is not None and limiter.rpm.rate * 60 == pytest.approx(120) and limiter.tpm is None
 
 
 def test_default_location_missing_still_offers_builtin(tmp_path, monkeypatch):

@@ -10,8 +10,8 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from module_ai import ConfigError, ContextWindowError, load_registry
+from module_ai.controls.tokens import estimate_message_tokens
 from module_ai.graphs import chat_graph, sqlite_checkpointer
-from module_ai.tokens import estimate_message_tokens
 
 
 class Recorder(BaseCallbackHandler):

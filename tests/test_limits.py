@@ -10,9 +10,9 @@ import openai
 import pytest
 
 from module_ai import BackendError, ContextWindowError
-from module_ai.backends._managed import call_cost
-from module_ai.limits import ModelLimiter, limiter_for
-from module_ai.usage import track_usage
+from module_ai.controls.cost import call_cost
+from module_ai.controls.limits import ModelLimiter, limiter_for
+from module_ai.controls.usage import track_usage
 from tests.controls_helpers import chat_model, config, fresh_echo, item, registry
 
 

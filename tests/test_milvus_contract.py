@@ -12,10 +12,10 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
-from module_ai.milvus import MilvusKnowledgeBase
-from module_ai.milvus._client import release_lite
 from module_ai.retrieval import KnowledgeBase
 from module_ai.retrieval._testing import HashingEmbeddings
+from module_ai.retrieval.milvus import MilvusKnowledgeBase
+from module_ai.retrieval.milvus._client import release_lite
 
 FILES = {
     "install.md": "# 安装\n\n用 pip 安装 module_ai。\n\n## 代理\n\n设置 HTTPS_PROXY 环境变量配置代理服务器。\n",

@@ -11,8 +11,8 @@ import pytest
 
 from module_ai import load_registry
 from module_ai.cli import main
-from module_ai.milvus import MilvusKnowledgeBase
-from module_ai.milvus._client import release_lite
+from module_ai.retrieval.milvus import MilvusKnowledgeBase
+from module_ai.retrieval.milvus._client import release_lite
 
 DEMO = Path(__file__).resolve().parent.parent / "module_ai" / "data" / "demo"
 COVID = Path(__file__).resolve().parents[1] / "data" / "retrieval" / "covidqa-chunks-a-en"
@@ -31,7 +31,7 @@ def workspace(tmp_path, llama_server):
 
 
 def test_answer_chain_over_milvus(workspace):
-    from module_ai.rag import rag_chain
+    from module_ai.chains.rag import rag_chain
 
     reg = load_registry(workspace / "configs")
     kb = MilvusKnowledgeBase.build(workspace / "docs", workspace / "kb", reg.embeddings("minilm"),
@@ -66,7 +66,7 @@ def _tiny_beir(dst: Path, n_queries: int = 12) -> Path:
 
 
 def test_cli_index_ask_eval_with_milvus(workspace, capsys, monkeypatch):
-    import module_ai.milvus.cli_support as support
+    import module_ai.commands._milvus as support
 
     monkeypatch.setattr(support, "eval_cache_dir", lambda: workspace / "eval_cache")
     cfg, kb = str(workspace / "configs"), str(workspace / "kb")

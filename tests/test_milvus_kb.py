@@ -13,9 +13,9 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 
 from module_ai.errors import BackendError, KnowledgeBaseError
-from module_ai.milvus import MilvusConfig, MilvusKnowledgeBase
-from module_ai.milvus._client import release_lite
 from module_ai.retrieval._testing import HashingEmbeddings
+from module_ai.retrieval.milvus import MilvusConfig, MilvusKnowledgeBase
+from module_ai.retrieval.milvus._client import release_lite
 
 ZH = "# 安装指南\n\n在 Linux 上用 pip 安装 module_ai，需要 Python 3.10 以上。\n\n## 代理\n\n公司网络需要设置 HTTPS_PROXY 环境变量来配置代理服务器。\n"
 EN = "Milvus is a vector database. It supports BM25 full text search and hybrid search with reciprocal rank fusion.\n"
@@ -91,7 +91,7 @@ def test_fusion_runs_on_milvus_rankers_or_here(docs, make_kb, tmp_path):
 
 def test_filter_expression_and_vectorstore(docs, make_kb):
     kb = make_kb(docs)
-    only = kb._search("数据库", kb.settings, expr='source like "%vector.md"')
+    only = kb.retrieve("数据库", kb.settings, expr='source like "%vector.md"')
     assert only and {d.metadata["source"] for d in only} == {str((docs / "vector.md").resolve())}
     store = kb.as_vectorstore()
     pairs = store.similarity_search_with_score("BM25 search", k=1, fetch_k=10, ranker_type="rrf")
@@ -180,7 +180,7 @@ class _FailingEmbeddings(HashingEmbeddings):
 
 
 def test_interrupted_build_rerun_leaves_no_duplicates(make_kb, tmp_path, monkeypatch):
-    from module_ai.milvus import _update
+    from module_ai.retrieval.milvus import _update
 
     monkeypatch.setattr(_update, "WRITE_WINDOW", 4)
     docs = [Document(f"第{i}段：关于主题{i}的说明文字。", metadata={"source": f"mem://doc{i}"}) for i in range(20)]
@@ -260,7 +260,7 @@ def test_missing_or_foreign_collection(docs, tmp_path):
 
 
 def test_save_best_into_a_milvus_collection(docs, make_kb):
-    from module_ai.milvus.cli_support import save_best_milvus
+    from module_ai.commands._milvus import save_best_milvus
 
     kb = make_kb(docs)
     new = save_best_milvus(str(kb.kb_dir), "module_ai_kb", HashingEmbeddings(size=32),

@@ -39,9 +39,9 @@ from pathlib import Path
 
 import pytest
 
-from module_ai.milvus import evaluate_milvus
 from module_ai.retrieval import RetrievalSettings, evaluate_retrieval
 from module_ai.retrieval._testing import HashingEmbeddings
+from module_ai.retrieval.milvus import evaluate_milvus
 
 SETS = Path(__file__).resolve().parents[1] / "data" / "retrieval"
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -102,7 +102,7 @@ def test_parity_cmrc2018_zh(tmp_path):
 @pytest.mark.slow
 def test_parity_covidqa_en_through_rag_eval(tmp_path, monkeypatch, capsys):
     """English set, 150 passages / 80 queries, MiniLM, through ``module-ai rag eval --backend``."""
-    import module_ai.milvus.cli_support as support
+    import module_ai.commands._milvus as support
     from module_ai.cli import main
 
     monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path / "home"))  # the embedded eval's cache

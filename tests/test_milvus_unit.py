@@ -8,16 +8,16 @@ from __future__ import annotations
 import pytest
 from langchain_core.documents import Document
 
+from module_ai.commands._milvus import target_of
 from module_ai.errors import BackendError, ConfigError, KnowledgeBaseError
-from module_ai.milvus import MilvusConfig
-from module_ai.milvus._client import display_uri, milvus_errors, redact
-from module_ai.milvus._kbsupport import resolve_config
-from module_ai.milvus.cli_support import target_of
-from module_ai.milvus.evaluate import ranking_metrics
-from module_ai.milvus.schema import STOP_WORDS, analyzer_params, check_manifest
-from module_ai.milvus.search import hits_to_documents, server_ranker
-from module_ai.milvus.store import quote, rows_of
 from module_ai.retrieval import RetrievalSettings
+from module_ai.retrieval.milvus import MilvusConfig
+from module_ai.retrieval.milvus._client import display_uri, milvus_errors, redact
+from module_ai.retrieval.milvus._kbsupport import resolve_config
+from module_ai.retrieval.milvus.evaluate import ranking_metrics
+from module_ai.retrieval.milvus.schema import STOP_WORDS, analyzer_params, check_manifest
+from module_ai.retrieval.milvus.search import hits_to_documents, server_ranker
+from module_ai.retrieval.milvus.store import quote, rows_of
 
 TOKEN = "root:s3cr3t-Passw0rd"
 

@@ -13,19 +13,15 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from module_ai import ConfigError, ModuleAIError, load_registry
-from module_ai.multimodal import (
-    CapabilityError,
-    MediaError,
-    audio_part,
+from module_ai.chains.multimodal import audio_part, image_part, multimodal_message, video_part
+from module_ai.controls.capabilities import (
     check_messages,
     configs_of,
     ensure_capabilities,
-    image_part,
-    multimodal_message,
     required_capabilities,
-    video_part,
     with_capability_check,
 )
+from module_ai.errors import CapabilityError, MediaError
 
 
 def tiny_png() -> bytes:

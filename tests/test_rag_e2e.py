@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from module_ai import load_registry
+from module_ai.chains.rag import rag_chain
 from module_ai.cli import main
-from module_ai.rag import rag_chain
 
 DEMO = Path(__file__).resolve().parent.parent / "module_ai" / "data" / "demo"
 

@@ -58,7 +58,6 @@ def test_threshold_and_mistakes(capsys):
 def test_through_the_main_cli_when_registered(capsys):
     from module_ai import cli
 
-    assert cli.COMMANDS["rerank"] == "module_ai.commands.rerank"
     assert cli.main(["-c", "configs", "rerank", "minilm-rerank", "France capital", *DOCS, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["index"] == 1
     assert cli.main(["-c", "configs", "rerank", "nope", "q", "d"]) == 1

@@ -15,8 +15,8 @@ import copy
 import pytest
 from langchain_core.documents import Document
 
-from module_ai._events import add_listener, remove_listener
 from module_ai.config import ModelConfig
+from module_ai.controls.events import add_listener, remove_listener
 from module_ai.registry import Registry, load_registry
 from module_ai.rerank import BaseReranker, LLMReranker, arerank_texts, rerank_texts
 from tests.servers import fake_rerank

@@ -11,8 +11,8 @@ import asyncio
 import pytest
 from langchain_core.documents import Document
 
-from module_ai._events import add_listener, remove_listener
 from module_ai.config import ModelConfig
+from module_ai.controls.events import add_listener, remove_listener
 from module_ai.errors import BackendError
 from module_ai.registry import Registry
 from tests.servers._util import count_tokens, lexical_score

@@ -9,8 +9,8 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from pydantic import Field
 
-from module_ai._events import add_listener, remove_listener
 from module_ai.config import ModelConfig
+from module_ai.controls.events import add_listener, remove_listener
 from module_ai.errors import BackendError
 from module_ai.registry import Registry
 from module_ai.rerank import LLMReranker

@@ -9,7 +9,7 @@ import pytest
 from module_ai.config import ModelConfig
 from module_ai.errors import ConfigError
 from module_ai.registry import Registry
-from module_ai.rerank import API_STYLES, DEFAULT_STYLES, normalize
+from module_ai.rerank import API_STYLES, normalize
 from module_ai.rerank._llm import parse_grade, parse_ordering, sliding_windows
 from module_ai.rerank._scores import Judgement, ranked_indices, unique_texts
 from module_ai.rerank._styles import build_payload, endpoint, parse_response, plan_batches, request_tokens
@@ -169,10 +169,11 @@ def _registry(**configs: dict) -> Registry:
 
 
 def test_default_style_per_server_type():
-    assert DEFAULT_STYLES == {"openai": "cohere", "local": "cross_encoder", "ollama": "llm", "llamacpp": "llm"}
-    reg = _registry(r={"model_type": "rerank", "server_type": "openai", "model": "bge", "url": "http://h/v1"})
+    reg = _registry(r={"model_type": "rerank", "server_type": "openai", "model": "bge", "url": "http://h/v1"},
+                    o={"model_type": "rerank", "server_type": "ollama", "model": "qwen3:4b"})
     rr = reg.reranker("r")
     assert type(rr).__name__ == "HTTPReranker" and rr.style == "cohere" and rr.endpoint == "http://h/v1/rerank"
+    assert type(reg.reranker("o")).__name__ == "LLMReranker"  # Ollama has no rerank endpoint: the llm style
 
 
 @pytest.mark.parametrize("data, field, words", [

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from langchain_core.documents import BaseDocumentCompressor
 
-from module_ai.retrieval import _metrics as M
-from module_ai.retrieval._index import Candidates
+from module_ai.retrieval import metrics as M
 from module_ai.retrieval._testing import HashingEmbeddings
+from module_ai.retrieval.embedded.index import Candidates
 from module_ai.retrieval.evaluate import evaluate_retrieval, load_beir
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "retrieval"

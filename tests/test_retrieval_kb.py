@@ -174,7 +174,11 @@ def test_metrics_and_faiss_agree_with_numpy(docs_dir, tmp_path, emb, metric, bac
 
 
 def test_score_threshold_and_defaults(kb, tmp_path, emb):
-    assert all(d.metadata["score"] >= 0.5 for d in kb.search("股票", k=5, score_threshold=0.5))
+    unfiltered = kb.search("股票", k=5)
+    kept = kb.search("股票", k=5, score_threshold=0.5)
+    assert kept and all(d.metadata["score"] >= 0.5 for d in kept)
+    assert any(d.metadata["score"] < 0.5 for d in unfiltered)  # the threshold did drop something
+    assert [d.id for d in kept] == [d.id for d in unfiltered if d.metadata["score"] >= 0.5]
     kb.set_defaults(weights=(0.2, 0.8), fusion="rrf", k=2)
     reopened = KnowledgeBase.open(tmp_path / "kb", emb)
     assert reopened.settings.weights == (0.2, 0.8) and reopened.settings.fusion == "rrf"
@@ -204,7 +208,7 @@ def test_concurrent_batches(docs_dir, tmp_path):
 
 
 def test_failed_commit_keeps_last_state(kb, docs_dir, tmp_path, emb, monkeypatch):
-    from module_ai.retrieval import store
+    from module_ai.retrieval.embedded import store
 
     committed = {d.id for d in kb.documents()}
     (docs_dir / "extra.txt").write_text("新增的文件内容讲火山喷发。", encoding="utf-8")

@@ -10,7 +10,7 @@ from langchain_core.documents import Document
 
 from module_ai.errors import KnowledgeBaseError, MissingDependencyError
 from module_ai.retrieval import load_documents, split_documents, split_text, tokenize
-from module_ai.retrieval._index import build_bm25
+from module_ai.retrieval.embedded.index import build_bm25
 
 # ----------------------------------------------------------------------------- tokenizer
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from module_ai import BudgetExceededError
-from module_ai._events import CallRecord, emit
-from module_ai.backends._managed import call_cost
 from module_ai.cli import main
-from module_ai.usage import UsageTracker, read_usage_log, track_usage
+from module_ai.controls.cost import call_cost
+from module_ai.controls.events import CallRecord, emit
+from module_ai.controls.usage import UsageTracker, read_usage_log, track_usage
 from tests.controls_helpers import chat_model, config, fresh_echo, item, registry
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,6 +8,7 @@ A new backend is one new file plus one line in :data:`BACKENDS`.
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import Any
 
 from module_ai.errors import ConfigError
@@ -22,7 +23,7 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def backend_module(server_type: str):
+def backend_module(server_type: str) -> ModuleType:
     """Import the backend module for ``server_type``."""
     try:
         return importlib.import_module(BACKENDS[server_type])
@@ -34,11 +35,10 @@ def backend_module(server_type: str):
 
 
 def build(kind: str, cfg: Any, registry: Any, path: str | None) -> Any:
-    """Build the LangChain object of ``kind`` (chat, embedding, rerank) for ``cfg``."""
-    if kind == "rerank":
-        from module_ai.rerank import build_reranker
+    """Build the LangChain chat model or embeddings (``kind`` "chat" / "embedding") for ``cfg``.
 
-        return build_reranker(cfg, registry, path)
+    Rerankers and ``fallbacks`` are the registry's business (``Registry.build``), not a backend's.
+    """
     module = backend_module(cfg.server_type)
     builder = {"chat": "build_chat", "embedding": "build_embeddings"}[kind]
     if not hasattr(module, builder):
@@ -48,7 +48,4 @@ def build(kind: str, cfg: Any, registry: Any, path: str | None) -> Any:
             model=cfg.display_name,
             field="model_type",
         )
-    obj = getattr(module, builder)(cfg, registry, path)
-    if kind == "chat" and cfg.fallbacks:
-        obj = obj.with_fallbacks([registry.chat(name) for name in cfg.fallbacks])
-    return obj
+    return getattr(module, builder)(cfg, registry, path)

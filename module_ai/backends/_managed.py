@@ -4,14 +4,14 @@
 front of an ``Embeddings`` subclass. They wrap the low-level ``_generate``/``_stream`` (and async)
 methods so that every path (invoke, stream, batch, async) is handled once:
 
-1. the input is counted (``module_ai.tokens``) and checked against ``input_tokens - out_tokens``
+1. the input is counted (``module_ai.controls.tokens``) and checked against ``input_tokens - out_tokens``
    (:class:`~module_ai.errors.ContextWindowError`);
 2. the worst-case cost is reserved with any open ``track_usage(max_cost=...)``
    (:class:`~module_ai.errors.BudgetExceededError`);
-3. each HTTP attempt is admitted by the model's process-wide limiter (``module_ai.limits``) and
-   failures are retried by the one retry owner (``module_ai.retry``; the SDKs run with 0 retries);
+3. each HTTP attempt is admitted by the model's process-wide limiter (``module_ai.controls.limits``) and
+   failures are retried by the one retry owner (``module_ai.controls.retry``; the SDKs run with 0 retries);
 4. usage (estimated when the server sends none), cost and latency go into a
-   :class:`~module_ai._events.CallRecord` and the cost into ``response_metadata["cost"]``.
+   :class:`~module_ai.controls.events.CallRecord` and the cost into ``response_metadata["cost"]``.
 
 ``batch``/``abatch`` run ``max_concurrency`` items at once by default (not Python's 6), keep input
 order, and never lose finished items when one fails (see :func:`_settle_batch`).
@@ -27,20 +27,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from module_ai._events import CallRecord, emit
-from module_ai.backends._guard import ManagedCall
 from module_ai.config import ModelConfig
-from module_ai.limits import batch_concurrency, limiter_for
-from module_ai.tokens import estimate_message_tokens, estimate_tokens
+from module_ai.controls.call import ManagedCall
+from module_ai.controls.cost import call_cost
+from module_ai.controls.events import CallRecord, emit
+from module_ai.controls.limits import batch_concurrency, limiter_for
+from module_ai.controls.tokens import estimate_message_tokens, estimate_tokens
 
-__all__ = ["ManagedChatMixin", "ManagedEmbeddingsMixin", "call_cost", "model_kwargs_for"]
+__all__ = ["ManagedChatMixin", "model_kwargs_for"]
 
 _inside: contextvars.ContextVar[int | None] = contextvars.ContextVar("module_ai_inside_call", default=None)
-
-
-def call_cost(cfg: ModelConfig, input_tokens: int, output_tokens: int) -> float:
-    """Cost of one call in ``cfg.currency``: tokens times ``pay_in``/``pay_out`` per ``price_unit``."""
-    return (input_tokens * cfg.pay_in + output_tokens * cfg.pay_out) / cfg.price_unit
 
 
 def model_kwargs_for(cfg: ModelConfig) -> dict[str, Any]:
@@ -59,7 +55,7 @@ class _ModuleAIFields(BaseModel):
     module_ai_path: str | None = Field(default=None, exclude=True, repr=False)
     """The config file it came from."""
     module_ai_limiter: Any = Field(default=None, exclude=True, repr=False)
-    """The process-wide :class:`~module_ai.limits.ModelLimiter` of this model's endpoint."""
+    """The process-wide :class:`~module_ai.controls.limits.ModelLimiter` of this model's endpoint."""
 
     def bind_module_ai(self, cfg: ModelConfig, path: str | None):
         """Attach the config (used for usage, cost and limits) and return ``self``."""
@@ -83,7 +79,7 @@ class ManagedChatMixin(_ModuleAIFields):
     def _chat_call(self, messages: list, kwargs: dict) -> ManagedCall | None:
         cfg = self.module_ai_config
         if cfg is not None:
-            from module_ai.multimodal import check_messages
+            from module_ai.controls.capabilities import check_messages
 
             check_messages(cfg, messages, path=self.module_ai_path)  # media the model cannot take: no request
         max_output = kwargs.get("max_tokens") or (cfg.out_tokens if cfg else None)
@@ -163,12 +159,12 @@ class ManagedChatMixin(_ModuleAIFields):
         yield closing
 
     # ---- batch ----------------------------------------------------------------------------------
-    def batch(self, inputs, config=None, *, return_exceptions: bool = False, **kwargs):
+    def batch(self, inputs, config=None, *, return_exceptions: bool = False, **kwargs) -> list[Any]:
         configs = _batch_configs(self, config, len(inputs))
         results = super().batch(inputs, configs, return_exceptions=True, **kwargs)
         return _settle_batch(results, return_exceptions)
 
-    async def abatch(self, inputs, config=None, *, return_exceptions: bool = False, **kwargs):
+    async def abatch(self, inputs, config=None, *, return_exceptions: bool = False, **kwargs) -> list[Any]:
         configs = _batch_configs(self, config, len(inputs))
         results = await super().abatch(inputs, configs, return_exceptions=True, **kwargs)
         return _settle_batch(results, return_exceptions)
@@ -309,7 +305,3 @@ def _settle_batch(results: list, return_exceptions: bool) -> list:
         first.add_note(f"module_ai: {len(failed)} of {len(results)} batch items failed; every item's result "
                        "or error is in this exception's .batch_results (or pass return_exceptions=True)")
     raise first
-
-
-# imported last: the embeddings mixin builds on the names above
-from module_ai.backends._managed_embeddings import ManagedEmbeddingsMixin

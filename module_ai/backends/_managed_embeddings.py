@@ -1,6 +1,6 @@
 """``ManagedEmbeddingsMixin``: batching, concurrency, limits, retries, budget and usage of embeddings.
 
-Re-exported by ``module_ai.backends._managed``; each batch is one managed call (see ``_guard.py``).
+Each batch is one managed call (see ``module_ai.controls.call``).
 """
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import functools
 import time
 from typing import Any
 
-from module_ai._events import CallRecord, emit
-from module_ai.backends._guard import ManagedCall
-from module_ai.backends._managed import _ModuleAIFields, call_cost
-from module_ai.tokens import estimate_tokens
+from module_ai.backends._managed import _ModuleAIFields
+from module_ai.controls.call import ManagedCall
+from module_ai.controls.cost import call_cost
+from module_ai.controls.events import CallRecord, emit
+from module_ai.controls.tokens import estimate_tokens
 
 __all__ = ["ManagedEmbeddingsMixin"]
 
@@ -36,7 +37,7 @@ class ManagedEmbeddingsMixin(_ModuleAIFields):
                 results = list(pool.map(self._timed_batch, batches))
         return [vector for batch in results for vector in batch]
 
-    async def aembed_documents(self, texts: list[str], chunk_size: int | None = None, **_: Any):
+    async def aembed_documents(self, texts: list[str], chunk_size: int | None = None, **_: Any) -> list[list[float]]:
         import asyncio
 
         semaphore = asyncio.Semaphore(self._concurrency())

@@ -11,11 +11,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from module_ai.backends._managed import ManagedChatMixin, ManagedEmbeddingsMixin
+from module_ai.backends._managed import ManagedChatMixin
+from module_ai.backends._managed_embeddings import ManagedEmbeddingsMixin
 from module_ai.config import ModelConfig
 from module_ai.errors import BackendError, ConfigError, require
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
 
 __all__ = ["build_chat", "build_embeddings", "check", "load_llama"]
 
@@ -138,7 +143,7 @@ def _embeddings_class() -> type:
     return LlamaCppEmbeddings
 
 
-def build_chat(cfg: ModelConfig, registry: Any, path: str | None):
+def build_chat(cfg: ModelConfig, registry: Any, path: str | None) -> BaseChatModel:
     """Build the in-process llama.cpp chat model (the GGUF loads on first call)."""
     kwargs: dict[str, Any] = {"model_name": Path(cfg.model).name}
     if cfg.out_tokens:
@@ -148,7 +153,7 @@ def build_chat(cfg: ModelConfig, registry: Any, path: str | None):
     return _chat_class()(**kwargs).bind_module_ai(cfg, path)
 
 
-def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None):
+def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None) -> Embeddings:
     """Build in-process llama.cpp embeddings (the GGUF loads on first call)."""
     return _embeddings_class()(chunk_size=cfg.max_batch or 32).bind_module_ai(cfg, path)
 

@@ -13,11 +13,14 @@ import importlib
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from module_ai.backends._managed import ManagedEmbeddingsMixin
+from module_ai.backends._managed_embeddings import ManagedEmbeddingsMixin
 from module_ai.config import ModelConfig
 from module_ai.errors import BackendError, ConfigError, require
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
 
 __all__ = ["build_embeddings", "check", "load_sentence_transformer", "resolve_model_dir"]
 
@@ -106,7 +109,7 @@ def _embeddings_class() -> type:
     return LocalSentenceTransformerEmbeddings
 
 
-def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None):
+def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None) -> Embeddings:
     """Build local sentence-transformers embeddings (the model loads on first call)."""
     resolve_model_dir(cfg, path)  # fail early on a wrong path, before any indexing starts
     cls = _embeddings_class()

@@ -8,11 +8,16 @@ kept in ``additional_kwargs["reasoning_content"]`` when thinking is on); ``optio
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from module_ai.backends._managed import ManagedChatMixin, ManagedEmbeddingsMixin, model_kwargs_for
+from module_ai.backends._managed import ManagedChatMixin, model_kwargs_for
+from module_ai.backends._managed_embeddings import ManagedEmbeddingsMixin
 from module_ai.config import ModelConfig
 from module_ai.errors import BackendError, require
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
 
 __all__ = ["DEFAULT_URL", "build_chat", "build_embeddings", "check"]
 
@@ -63,7 +68,7 @@ def _client_kwargs(cfg: ModelConfig, path: str | None) -> dict[str, Any]:
     return kwargs
 
 
-def build_chat(cfg: ModelConfig, registry: Any, path: str | None):
+def build_chat(cfg: ModelConfig, registry: Any, path: str | None) -> BaseChatModel:
     """Build a ``ChatOllama`` (native API) from the config."""
     kwargs: dict[str, Any] = {
         "model": cfg.model,
@@ -82,7 +87,7 @@ def build_chat(cfg: ModelConfig, registry: Any, path: str | None):
     return _chat_class()(**kwargs).bind_module_ai(cfg, path)
 
 
-def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None):
+def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None) -> Embeddings:
     """Build ``OllamaEmbeddings`` (``/api/embed``) from the config."""
     kwargs: dict[str, Any] = {
         "model": cfg.model,

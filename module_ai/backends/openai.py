@@ -14,12 +14,17 @@ Fixes over stock ``ChatOpenAI`` (each one measured against a real or wire-faithf
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import PrivateAttr
 
-from module_ai.backends._managed import ManagedChatMixin, ManagedEmbeddingsMixin, model_kwargs_for
+from module_ai.backends._managed import ManagedChatMixin, model_kwargs_for
+from module_ai.backends._managed_embeddings import ManagedEmbeddingsMixin
 from module_ai.config import ModelConfig
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
 
 __all__ = ["build_chat", "build_embeddings", "check", "thinking_body"]
 
@@ -150,7 +155,7 @@ def _async_client_for_running_loop(model: Any, kind: str) -> None:
     model._module_ai_loop = weakref.ref(loop)
 
 
-def build_chat(cfg: ModelConfig, registry: Any, path: str | None):
+def build_chat(cfg: ModelConfig, registry: Any, path: str | None) -> BaseChatModel:
     """Build the chat model for an OpenAI-compatible server."""
     cls = _chat_class()
     kwargs: dict[str, Any] = {
@@ -209,7 +214,7 @@ def _vectors_and_tokens(data: dict) -> tuple[list[list[float]], int | None]:
     return [r["embedding"] for r in rows], usage.get("prompt_tokens") or usage.get("total_tokens")
 
 
-def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None):
+def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None) -> Embeddings:
     """Build the embeddings for an OpenAI-compatible server (raw text, batched by ``max_batch``)."""
     cls = _embeddings_class()
     kwargs: dict[str, Any] = {

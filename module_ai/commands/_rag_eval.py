@@ -24,7 +24,7 @@ def run_evaluation(args: Any) -> dict[str, Any]:
     embeddings = reg.embeddings(args.embedding)
     reranker = reg.reranker(args.rerank) if args.rerank else None
     if args.backend == "milvus":
-        from module_ai.milvus.cli_support import evaluate_milvus
+        from module_ai.commands._milvus import evaluate_milvus
 
         result = evaluate_milvus(data, embeddings, embedding_model_name=args.embedding,
                                  max_queries=args.max_queries, show_progress=not args.json)
@@ -49,7 +49,7 @@ def _save_best(args: Any, reg: Any, result: dict[str, Any]) -> None:
     params.pop("rerank_top", None)
     embeddings = reg.embeddings(args.embedding)
     if args.backend == "milvus":
-        from module_ai.milvus.cli_support import save_best_milvus
+        from module_ai.commands._milvus import save_best_milvus
 
         save_best_milvus(args.save_best, args.collection, embeddings, params)
         return

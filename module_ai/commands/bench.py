@@ -35,7 +35,7 @@ def _levels(text: str) -> list[int]:
 
 
 def run_bench(args: Any) -> int:
-    from module_ai.bench import DEFAULT_PROMPT, bench_model, format_bench
+    from module_ai.controls.bench import DEFAULT_PROMPT, bench_model, format_bench
     from module_ai.registry import load_registry
 
     levels = _levels(args.concurrency)

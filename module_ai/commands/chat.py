@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from module_ai._events import CallRecord, add_listener, remove_listener
+from module_ai.controls.events import CallRecord, add_listener, remove_listener
 from module_ai.registry import load_registry
 
 __all__ = ["SessionCost", "register"]

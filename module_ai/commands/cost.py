@@ -40,7 +40,8 @@ def _since(value: str | None) -> float | None:
 
 
 def run_cost(args: Any) -> int:
-    from module_ai._usage_log import LOG_ENV, format_report, read_usage_log, summarize
+    from module_ai.controls.cost import format_report, summarize
+    from module_ai.controls.usage_log import LOG_ENV, read_usage_log
 
     path = args.log or os.environ.get(LOG_ENV)
     if not path:

@@ -72,14 +72,14 @@ def _query_options(p: Any) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def open_kb(args: Any, reg: Any, *, create_from: list[str] | None = None, embedding: str | None = None):
+def open_kb(args: Any, reg: Any, *, create_from: list[str] | None = None, embedding: str | None = None) -> Any:
     """Open (or, with ``create_from``, build or sync) the knowledge base named by ``args``."""
     if args.backend == "milvus":
-        from module_ai.milvus.cli_support import open_milvus_kb
+        from module_ai.commands._milvus import open_milvus_kb
 
         return open_milvus_kb(args, reg, create_from=create_from, embedding=embedding)
     from module_ai.retrieval import KnowledgeBase
-    from module_ai.retrieval.store import read_manifest
+    from module_ai.retrieval.embedded.store import read_manifest
 
     kb_dir = Path(args.kb)
     exists = (kb_dir / "manifest.json").exists()
@@ -135,7 +135,7 @@ def answer_or_evidence(kb: Any, reg: Any, question: str, args: Any) -> dict[str,
     """Answer with a chat model when one is configured, else return the cited evidence."""
     import os
 
-    from module_ai.rag import rag_chain, source_entry
+    from module_ai.chains.rag import rag_chain, source_entry
 
     chat = args.chat or os.environ.get("MODULE_AI_CHAT")
     reranker = reg.reranker(args.rerank) if args.rerank else None

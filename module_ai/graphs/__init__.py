@@ -10,9 +10,9 @@ LangGraph itself is imported when a graph is built, so importing this package st
 
 from __future__ import annotations
 
-from module_ai.graphs._common import parse_judgement
 from module_ai.graphs.chat import chat_graph, sqlite_checkpointer
 from module_ai.graphs.rag import DEFAULT_GROUNDED, DEFAULT_RELEVANT, RagState, rag_agent
+from module_ai.prompts.replies import parse_judgement
 
 __all__ = [
     "DEFAULT_GROUNDED",

@@ -2,7 +2,7 @@
 model only what fits its window, and (optionally) folds older turns into a running summary.
 
 Window: ``input_tokens - out_tokens`` from the model's config (or ``window_tokens=``), counted with
-:func:`module_ai.tokens.estimate_message_tokens` (errs high). The newest turns that fit are sent,
+:func:`module_ai.controls.tokens.estimate_message_tokens` (errs high). The newest turns that fit are sent,
 starting on a user message; the system prompt (and summary note) always go first.
 
 Summary (``summarize=True``): when the history no longer fits, before the model answers, the oldest
@@ -22,12 +22,18 @@ import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from module_ai.chains.context import truncate_to_tokens
+from module_ai.controls.tokens import estimate_message_tokens, estimate_tokens
 from module_ai.errors import ContextWindowError, require
-from module_ai.graphs._common import import_langgraph, load_prompts, messages, reply_text, window_of
-from module_ai.graphs._rag_text import truncate_to_tokens
-from module_ai.tokens import estimate_message_tokens, estimate_tokens
+from module_ai.graphs._common import import_langgraph, messages, window_of
+from module_ai.prompts import load_prompt_set
+from module_ai.prompts.replies import reply_text
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.graph.state import CompiledStateGraph
 
 __all__ = ["chat_graph", "sqlite_checkpointer"]
 
@@ -38,7 +44,7 @@ SUMMARY_KEEP_SHARE = 0.5
 history's budget, so a summary call happens every few turns instead of every turn."""
 
 
-def sqlite_checkpointer(path: str | os.PathLike[str]):
+def sqlite_checkpointer(path: str | os.PathLike[str]) -> BaseCheckpointSaver:
     """A ``SqliteSaver`` on ``path`` (created with its folder); ``":memory:"`` keeps it in RAM.
 
     The saver is synchronous: for ``ainvoke``/``astream`` pass an ``AsyncSqliteSaver`` instead.
@@ -65,7 +71,7 @@ def chat_graph(
     summary_llm: Any = None,
     summary_max_chars: int = SUMMARY_MAX_CHARS,
     token_counter: Callable[[list], int] = estimate_message_tokens,
-):
+) -> CompiledStateGraph:
     """Build a compiled chat graph with memory per ``thread_id``.
 
     Args:
@@ -90,7 +96,7 @@ def chat_graph(
         >>> graph.invoke({"messages": [("user", "我叫什么？")]}, cfg)["messages"][-1].content  # doctest: +SKIP
     """
     lg = import_langgraph()
-    prompts = load_prompts("chat", lang)
+    prompts = load_prompt_set("graph_chat", lang)
     window = window_of(llm, window_tokens)
     # tokens held back for the summary note: the summary (<= 1 token per char) + the note's framing
     reserve = summary_max_chars + estimate_tokens(prompts["summary_note"]) + 4 if summarize else 0

@@ -12,8 +12,8 @@ read, the documented defaults apply, so garbage output still ends in a bounded n
   groundedness check guards the answer);
 - groundedness: :data:`DEFAULT_GROUNDED` = False (fail closed: an answer nobody could confirm is refused).
 
-Final state: ``answer``, ``sources`` (n, id, source, score, snippet, cited), ``grounded`` (True/False,
-None when the check is off), ``unsupported`` (sentences that failed the check), ``rewrites``,
+Final state: ``answer``, ``sources`` (index, id, source, score, snippet, cited: see
+``chains.context.source_entry``), ``grounded`` (True/False, None when the check is off), ``unsupported`` (sentences that failed the check), ``rewrites``,
 ``refused``, ``reason`` ("answered", "no_relevant_documents", "ungrounded", "model_refused"),
 plus ``query`` (the last query used) and ``relevant`` (the documents that passed grading).
 
@@ -26,27 +26,25 @@ provisional, or wait for the final state.
 from __future__ import annotations
 
 import re
-from typing import Any, TypedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from module_ai.graphs._common import (
-    import_langgraph,
-    load_prompts,
-    messages,
-    parse_judgement,
-    reply_text,
-    window_of,
-)
-from module_ai.graphs._rag_text import (
+from module_ai.chains.context import (
     citations,
-    context_blocks,
     fit_documents,
-    group_claims,
+    format_context,
     neutralize,
     sources_of,
     split_sentences,
     truncate_to_tokens,
 )
-from module_ai.tokens import estimate_tokens
+from module_ai.controls.tokens import estimate_tokens
+from module_ai.graphs._common import import_langgraph, messages, window_of
+from module_ai.prompts import load_prompt_set
+from module_ai.prompts.replies import parse_judgement, reply_text
+
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
 
 __all__ = ["DEFAULT_GROUNDED", "DEFAULT_RELEVANT", "RagState", "rag_agent"]
 
@@ -90,7 +88,7 @@ def rag_agent(
     max_concurrency: int = 4,
     window_tokens: int | None = None,
     checkpointer: Any = None,
-):
+) -> CompiledStateGraph:
     """Build the compiled RAG agent graph.
 
     Args:
@@ -113,7 +111,7 @@ def rag_agent(
     if max_rewrites < 0:
         raise ValueError("max_rewrites must be >= 0")
     lg = import_langgraph()
-    steps = _Steps(llm, grader_llm or llm, retriever, load_prompts("rag", lang), max_rewrites=max_rewrites,
+    steps = _Steps(llm, grader_llm or llm, retriever, load_prompt_set("graph_rag", lang), max_rewrites=max_rewrites,
                    max_claims=max_claims, max_concurrency=max_concurrency, window=window_tokens)
     b = lg.StateGraph(RagState)
     for name in ("start", "retrieve", "grade", "rewrite", "generate", "check", "answer", "refuse"):
@@ -171,7 +169,7 @@ class _Steps:
         fixed = estimate_tokens(system + self.p["generate_user"] + state["question"])
         budget = None if self.window is None else self.window - fixed - PROMPT_MARGIN
         docs = fit_documents(state.get("relevant") or [], budget)
-        user = self.p["generate_user"].format(context=context_blocks(docs), question=state["question"])
+        user = self.p["generate_user"].format(context=format_context(docs), question=state["question"])
         draft = reply_text(self.llm.invoke(messages(system, user), config))
         refused = _norm(self.refusal) in _norm(draft)
         return {"draft": draft, "context": docs, "sources": sources_of(docs, draft),
@@ -183,7 +181,7 @@ class _Steps:
         claims = group_claims([s for s in sentences if s not in bad], self.max_claims)
         fixed = estimate_tokens(self.p["ground_system"] + self.p["ground_user"] + max(claims, key=len, default=""))
         room = None if self.grader_window is None else self.grader_window - fixed - PROMPT_MARGIN
-        context = context_blocks(fit_documents(docs, room))
+        context = format_context(fit_documents(docs, room))
         prompts = [messages(self.p["ground_system"], self.p["ground_user"].format(context=context, sentence=c))
                    for c in claims]
         verdicts = self._judge(prompts, DEFAULT_GROUNDED, config)
@@ -244,3 +242,11 @@ def _clean_query(text: str) -> str:
 
 _QUOTES = "\"'“”‘’`*"
 _QUERY_LABEL = re.compile(r"^(改写后的查询|新查询|查询|rewritten query|new query|query)\s*[:：]", re.IGNORECASE)
+
+
+def group_claims(sentences: Sequence[str], max_claims: int) -> list[str]:
+    """At most ``max_claims`` claims: consecutive sentences joined when there are more."""
+    if len(sentences) <= max_claims:
+        return list(sentences)
+    size = -(-len(sentences) // max_claims)
+    return [" ".join(sentences[i:i + size]) for i in range(0, len(sentences), size)]

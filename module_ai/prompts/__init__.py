@@ -1,8 +1,9 @@
-"""Prompt templates stored as data files: ``<name>.<lang>.txt`` in this folder.
+"""Prompt templates stored as data files: ``<name>.<lang>.txt`` and ``<name>.yaml`` in this folder.
 
-Users override any template without touching the package: put a file of the same name in a folder
-named by ``$MODULE_AI_PROMPTS`` (or pass ``override_dir``). Templates use ``{placeholders}`` in
-``str.format`` style.
+One loader for both kinds. Users override any template without touching the package: put a file of
+the same name in a folder named by ``$MODULE_AI_PROMPTS`` (or pass ``override_dir``). Templates use
+``{placeholders}`` in ``str.format`` style. A ``.yaml`` file holds a set of named templates per
+language (``zh:`` / ``en:``), e.g. the RAG agent's ``graph_rag.yaml``.
 
 Example:
     >>> "{question}" in load_prompt("rag_answer_user", "zh")
@@ -16,21 +17,48 @@ from pathlib import Path
 
 from module_ai.errors import ConfigError
 
-__all__ = ["LANGS", "PROMPT_DIR", "load_prompt"]
+__all__ = ["LANGS", "PROMPT_DIR", "load_prompt", "load_prompt_set"]
 
 PROMPT_DIR = Path(__file__).parent
 LANGS = ("zh", "en")
 
 
-def load_prompt(name: str, lang: str = "zh", *, override_dir: str | os.PathLike[str] | None = None) -> str:
-    """The text of template ``name`` in ``lang`` (``zh`` or ``en``), user overrides first."""
-    if lang not in LANGS:
-        raise ConfigError(f"lang must be one of {', '.join(LANGS)}, got {lang!r}", field="lang")
-    filename = f"{name}.{lang}.txt"
+def _locate(filename: str, override_dir: str | os.PathLike[str] | None) -> Path:
     for folder in (override_dir, os.environ.get("MODULE_AI_PROMPTS")):
         if folder and (Path(folder) / filename).is_file():
-            return (Path(folder) / filename).read_text(encoding="utf-8")
+            return Path(folder) / filename
     path = PROMPT_DIR / filename
     if not path.is_file():
         raise ConfigError(f"no prompt template '{filename}' in {PROMPT_DIR}", field="prompt")
-    return path.read_text(encoding="utf-8")
+    return path
+
+
+def _check_lang(lang: str) -> None:
+    if lang not in LANGS:
+        raise ConfigError(f"lang must be one of {', '.join(LANGS)}, got {lang!r}", field="lang")
+
+
+def load_prompt(name: str, lang: str = "zh", *, override_dir: str | os.PathLike[str] | None = None) -> str:
+    """The text of template ``name`` in ``lang`` (``zh`` or ``en``), user overrides first."""
+    _check_lang(lang)
+    return _locate(f"{name}.{lang}.txt", override_dir).read_text(encoding="utf-8")
+
+
+def load_prompt_set(name: str, lang: str = "zh", *,
+                    override_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """The templates of ``<name>.yaml`` for ``lang`` as ``{key: text}``, user overrides first.
+
+    Example:
+        >>> "{question}" in load_prompt_set("graph_rag", "zh")["grade_user"]
+        True
+    """
+    _check_lang(lang)
+    import yaml
+
+    path = _locate(f"{name}.yaml", override_dir)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return {key: str(text).strip() for key, text in data[lang].items()}
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"prompt set is not a mapping with a '{lang}' section of templates: {exc}",
+                          path=str(path), field="prompt") from exc

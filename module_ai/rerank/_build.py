@@ -17,13 +17,16 @@ every style; ``score_scale``, ``extra_body`` for HTTP styles; ``batch_size``, ``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from module_ai.config import ModelConfig
 from module_ai.errors import ConfigError
 from module_ai.rerank._styles import API_STYLES
+
+if TYPE_CHECKING:
+    from langchain_core.documents import BaseDocumentCompressor
 
 __all__ = ["DEFAULT_STYLES", "OPTION_KEYS", "build_reranker"]
 
@@ -40,7 +43,7 @@ OPTION_KEYS: dict[str, tuple[str, ...]] = {
 """Keys allowed in ``options``, per style."""
 
 
-def build_reranker(cfg: ModelConfig, registry: Any, path: str | None):
+def build_reranker(cfg: ModelConfig, registry: Any, path: str | None) -> BaseDocumentCompressor:
     """Build the reranker for a ``model_type: rerank`` config (dispatch on ``rerank_style``).
 
     Raises:
@@ -128,12 +131,11 @@ def _llm(cfg: ModelConfig, style: str, registry: Any, path: str | None):
 def _inner_model(kind: str, cfg: ModelConfig, registry: Any, path: str | None):
     """The chat/embedding model a reranker runs on: ``rerank_model`` from the registry (the registry's
     shared object, so its limits and clients are shared too), else ``cfg`` itself as that model."""
-    from module_ai.backends import build
     from module_ai.errors import UnknownModelError
 
     if not cfg.rerank_model:
         own = cfg.model_copy(update={"model_type": kind, "options": {}, "rerank_style": None})
-        return build(kind, own, registry, path)
+        return registry.build(kind, own, path)
     try:
         inner = registry.config(cfg.rerank_model)
     except UnknownModelError as exc:

@@ -3,7 +3,7 @@ OpenAI-style) through one class driven by :data:`~module_ai.rerank._styles.API_S
 
 A call is split into requests within ``max_documents`` / ``max_request_tokens``; their raw scores are
 merged before normalization, so the final order is global. Each HTTP request is one managed call
-(:class:`module_ai.backends._guard.ManagedCall`, as for chat and embeddings): budget reservation,
+(:class:`module_ai.controls.call.ManagedCall`, as for chat and embeddings): budget reservation,
 admission by the model's process-wide limiter (``max_concurrency``, ``rpm``, ``tpm``) per attempt, and
 retries by the one retry owner (429/5xx/transport errors, ``Retry-After`` honoured, ``max_retries``).
 Each request emits one ``CallRecord(kind="rerank")`` with the provider's token count (estimated when
@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 from pydantic import Field, PrivateAttr, SecretStr
 
-from module_ai._events import CallRecord, emit
 from module_ai.config import ModelConfig
+from module_ai.controls.events import CallRecord, emit
+from module_ai.controls.limits import limiter_for
 from module_ai.errors import BackendError
-from module_ai.limits import limiter_for
 from module_ai.rerank._base import BaseReranker
 from module_ai.rerank._scores import Judgement, normalize
 from module_ai.rerank._styles import (
@@ -151,7 +151,7 @@ class HTTPReranker(BaseReranker):
 
     def _open(self, query: str, texts: list[str]) -> Any:
         """A managed call: budget reservation now, limiter admission and retries per attempt."""
-        from module_ai.backends._guard import ManagedCall
+        from module_ai.controls.call import ManagedCall
 
         return ManagedCall(self._call_cfg, limiter_for(self.module_ai_config), request_tokens(query, texts), 0,
                            check_window=False)
@@ -211,7 +211,7 @@ class HTTPReranker(BaseReranker):
         return exc
 
     def _record(self, call: Any, texts: list[str], tokens: int | None, error: str | None = None) -> None:
-        from module_ai.backends._managed import call_cost
+        from module_ai.controls.cost import call_cost
 
         cfg = self.module_ai_config
         count = tokens if tokens is not None else call.input_tokens
@@ -232,7 +232,7 @@ class HTTPReranker(BaseReranker):
 
 
 class _StatusError(Exception):
-    """An HTTP error status, shaped for :func:`module_ai.retry.classify` (``status_code``, ``response``,
+    """An HTTP error status, shaped for :func:`module_ai.controls.retry.classify` (``status_code``, ``response``,
     ``body``)."""
 
     def __init__(self, response: httpx.Response) -> None:

@@ -24,24 +24,22 @@ from typing import Any, Literal
 from pydantic import Field
 
 from module_ai.errors import BackendError, ModuleAIError
+from module_ai.prompts.replies import parse_judgement, reply_text
 from module_ai.rerank._base import BaseReranker
 from module_ai.rerank._scores import Judgement
 
 __all__ = ["LLMReranker", "parse_grade", "parse_ordering", "sliding_windows"]
 
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?![\d.])")
 _LABELLED = re.compile(r"(?:分数|得分|评分|score|rating)\s*[:：=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _OUT_OF_TEN = re.compile(r"(\d+(?:\.\d+)?)\s*/\s*10\b")
-_NEGATIVE = frozenset({"不相关", "无关", "否", "不是", "not relevant", "irrelevant", "no"})
-_POSITIVE = frozenset({"相关", "是", "relevant", "yes"})
 SHORT_REPLY_CHARS = 40
 """A reply longer than this is read only through labelled patterns (``分数: 7``, ``7/10``)."""
 
 
 def _clean(reply: str) -> str:
-    return _THINK.sub("", reply).strip().strip("`*\"' \n")
+    return reply_text(reply).strip("`*\"' \n")
 
 
 def parse_grade(reply: str) -> float | None:
@@ -64,12 +62,8 @@ def parse_grade(reply: str) -> float | None:
         return value if 0 <= value <= 10 else None
     if numbers:
         return None
-    word = re.sub(r"[\s\W_]+$|^[\s\W_]+", "", text.lower())  # a bare yes/no answer, punctuation aside
-    if word in _NEGATIVE:
-        return 0.0
-    if word in _POSITIVE:
-        return 10.0
-    return None
+    verdict = parse_judgement(text, bare=True)  # a bare yes/no answer
+    return None if verdict is None else 10.0 * verdict
 
 
 def parse_ordering(reply: str, count: int) -> list[int]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
-from module_ai._events import CallRecord, emit
+from module_ai.controls.events import CallRecord, emit
 from module_ai.errors import BackendError, ModuleAIError, require
 from module_ai.rerank._base import BaseReranker
 from module_ai.rerank._scores import Judgement, normalize
@@ -85,7 +85,7 @@ class CrossEncoderReranker(BaseReranker):
         return [Judgement(r, s) for r, s in zip(raw, normalize(raw, "logit"))]
 
     def _record(self, query: str, texts: list[str], start: float) -> None:
-        from module_ai.backends._managed import call_cost
+        from module_ai.controls.cost import call_cost
 
         cfg = self.module_ai_config
         tokens = request_tokens(query, texts)

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from module_ai.tokens import estimate_tokens
+from module_ai.controls.tokens import estimate_tokens
 
 __all__ = [
     "API_STYLES",

@@ -16,25 +16,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from module_ai.retrieval._cache import EmbeddingCache
-    from module_ai.retrieval._search import RetrievalSettings
-    from module_ai.retrieval._update import UpdateReport
+    from module_ai.retrieval.embedded.kb import KnowledgeBase
+    from module_ai.retrieval.embedding_cache import EmbeddingCache
     from module_ai.retrieval.evaluate import evaluate_retrieval, load_beir
     from module_ai.retrieval.fusion import RRF_K, normalize_scores, rrf_fuse, weighted_fuse
-    from module_ai.retrieval.kb import KnowledgeBase
     from module_ai.retrieval.loaders import SUPPORTED_SUFFIXES, load_documents
+    from module_ai.retrieval.protocol import UpdateReport
     from module_ai.retrieval.retriever import HybridRetriever
+    from module_ai.retrieval.settings import RetrievalSettings
     from module_ai.retrieval.splitter import split_documents, split_text
     from module_ai.retrieval.tokenizer import tokenize
 
 _EXPORTS = {
-    "EmbeddingCache": "module_ai.retrieval._cache",
+    "EmbeddingCache": "module_ai.retrieval.embedding_cache",
     "HybridRetriever": "module_ai.retrieval.retriever",
-    "KnowledgeBase": "module_ai.retrieval.kb",
+    "KnowledgeBase": "module_ai.retrieval.embedded.kb",
     "RRF_K": "module_ai.retrieval.fusion",
-    "RetrievalSettings": "module_ai.retrieval._search",
+    "RetrievalSettings": "module_ai.retrieval.settings",
     "SUPPORTED_SUFFIXES": "module_ai.retrieval.loaders",
-    "UpdateReport": "module_ai.retrieval._update",
+    "UpdateReport": "module_ai.retrieval.protocol",
     "evaluate_retrieval": "module_ai.retrieval.evaluate",
     "load_beir": "module_ai.retrieval.evaluate",
     "load_documents": "module_ai.retrieval.loaders",

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from module_ai.errors import KnowledgeBaseError
-from module_ai.retrieval import _metrics as M
-from module_ai.retrieval._search import DEFAULT_SETTINGS, RetrievalSettings
+from module_ai.retrieval import metrics as M
+from module_ai.retrieval.settings import DEFAULT_SETTINGS, RetrievalSettings
 
 if TYPE_CHECKING:
     from langchain_core.documents import BaseDocumentCompressor
     from langchain_core.embeddings import Embeddings
 
-    from module_ai.retrieval._index import SearchIndex
+    from module_ai.retrieval.embedded.index import SearchIndex
 
 __all__ = ["evaluate_retrieval", "load_beir"]
 
@@ -60,8 +60,8 @@ def load_beir(dataset_dir: str | Path) -> tuple[dict[str, dict[str, str]], dict[
 
 def _index(corpus: Mapping[str, Mapping[str, str]], embeddings: Embeddings, model: str, cache: Any,
            batch_size: int, max_concurrency: int, show_progress: bool) -> SearchIndex:
-    from module_ai.retrieval._embed import embed_texts
-    from module_ai.retrieval._index import SearchIndex, build_bm25, normalize_rows
+    from module_ai.retrieval.embedded.index import SearchIndex, build_bm25, normalize_rows
+    from module_ai.retrieval.embedding import embed_texts
     from module_ai.retrieval.tokenizer import get_tokenizer
 
     texts = [f"{d['title']}\n{d['text']}" if d["title"] else d["text"] for d in corpus.values()]
@@ -74,7 +74,7 @@ def _index(corpus: Mapping[str, Mapping[str, str]], embeddings: Embeddings, mode
 
 def _query_vectors(texts: list[str], embeddings: Embeddings, model: str, cache: Any) -> list[Any]:
     """Query embeddings via ``embed_query`` (instruction models differ from documents), cached."""
-    from module_ai.retrieval.store import text_hash
+    from module_ai.retrieval.embedding_cache import text_hash
 
     key = f"{model}#query"
     hashes = [text_hash(t) for t in texts]
@@ -162,9 +162,9 @@ def evaluate_retrieval(
         "best": {"method": ..., "params": {...}}}``; ``best`` is the method with the highest nDCG@10
         (``hybrid_tuned`` reports the setting chosen on all queries).
     """
-    from module_ai.retrieval._cache import EmbeddingCache
-    from module_ai.retrieval._embed import model_name_of
-    from module_ai.retrieval._index import one_thread
+    from module_ai.retrieval.embedded.index import one_thread
+    from module_ai.retrieval.embedding import model_name_of
+    from module_ai.retrieval.embedding_cache import EmbeddingCache
 
     corpus, queries, qrels = load_beir(dataset_dir)
     model = embedding_model_name or model_name_of(embeddings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import BaseDocumentCompressor, Document
@@ -12,10 +12,8 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict
 
-from module_ai.retrieval._search import RetrievalSettings, arerank, rerank
-
-if TYPE_CHECKING:
-    from module_ai.retrieval.kb import KnowledgeBase
+from module_ai.retrieval.protocol import SearchableStore
+from module_ai.retrieval.settings import RetrievalSettings, arerank, rerank
 
 __all__ = ["HybridRetriever"]
 
@@ -38,7 +36,7 @@ class HybridRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     kb: Any
-    """The :class:`~module_ai.retrieval.KnowledgeBase` searched."""
+    """The store searched: any :class:`~module_ai.retrieval.protocol.SearchableStore` (embedded or Milvus)."""
     settings: RetrievalSettings
     """k, mode, weights, fusion, norm, candidates, rrf_k and score_threshold."""
     reranker: BaseDocumentCompressor | None = None
@@ -49,11 +47,11 @@ class HybridRetriever(BaseRetriever):
     """A LangChain VectorStore used as the dense side instead of the built-in vectors."""
 
     def _first_stage(self, query: str) -> list[Document]:
-        kb: KnowledgeBase = self.kb
+        kb: SearchableStore = self.kb
         if self.reranker is None:
-            return kb._search(query, self.settings, vector_store=self.vector_store)
+            return kb.retrieve(query, self.settings, vector_store=self.vector_store)
         first = replace(self.settings, score_threshold=None)
-        return kb._search(query, first, limit=self.rerank_top or first.candidates, vector_store=self.vector_store)
+        return kb.retrieve(query, first, limit=self.rerank_top or first.candidates, vector_store=self.vector_store)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         docs = self._first_stage(query)

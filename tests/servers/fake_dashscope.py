@@ -35,6 +35,9 @@ from ._util import count_tokens, hash_vector, lexical_score, sample_from_schema,
 CONTENT_PIECES = ["你好", "，", "我是", "测试", "模型", "。"]
 REASONING_PIECES = ["嗯", "，", "用户", "在", "打招呼", "，", "我", "应该", "礼貌", "回应", "。"]
 DEFAULT_CONTENT_TOKENS = 12
+NON_STREAM_REASONERS = frozenset({"deepseek-reasoner"})
+"""Models that think in non-streaming calls too and return ``message.reasoning_content`` (as DeepSeek's
+``deepseek-reasoner`` does); every other model with thinking on needs ``stream: true``."""
 EMBED_DIMS = (2048, 1536, 1024, 768, 512, 256, 128, 64)
 MODELS = [
     "qwen3-4b",
@@ -45,6 +48,7 @@ MODELS = [
     "text-embedding-v3",
     "gte-rerank-v2",
     "qwen3-rerank",
+    "deepseek-reasoner",
 ]
 THINKING_NON_STREAM_MSG = "parameter.enable_thinking must be set to false for non-streaming calls"
 JSON_THINKING_MSG = "Json mode response is not supported when enable_thinking is true"
@@ -93,7 +97,7 @@ class _Handler(JSONHandler):
         thinking = bool(body.get("enable_thinking", self.owner.thinking_default))
         rf = (body.get("response_format") or {}).get("type")
         tools, tool_choice = body.get("tools") or [], body.get("tool_choice")
-        if thinking and not stream:
+        if thinking and not stream and body["model"] not in NON_STREAM_REASONERS:
             return self.send_json(400, _err(THINKING_NON_STREAM_MSG))
         if thinking and rf in ("json_object", "json_schema"):
             return self.send_json(400, _err(JSON_THINKING_MSG))
@@ -145,6 +149,8 @@ class _Handler(JSONHandler):
         cid, created, model = "chatcmpl-" + uuid.uuid4().hex, int(time.time()), body["model"]
         if not stream:
             msg: dict[str, Any] = {"role": "assistant", "content": "".join(content_pieces)}
+            if reasoning:
+                msg["reasoning_content"] = "".join(reasoning)
             if tool_call:
                 msg["tool_calls"] = [tool_call]
             return self.send_json(

@@ -1,0 +1,276 @@
+"""Token usage, cost and budgets: ``track_usage()`` and the :class:`UsageTracker` callback.
+
+Every managed call (chat invoke/stream/batch/async, embeddings, rerank) emits a
+:class:`~module_ai.controls.events.CallRecord`. A tracker opened with ``with track_usage() as usage:``
+receives the records of calls made inside the block: in the same context (asyncio tasks and
+LangChain's batch threads inherit it) and, for threads that do not copy the context (a plain
+``threading.Thread``), every record emitted while the tracker is open. Nested trackers all count.
+
+Cost is in the model's ``currency``: ``(input * pay_in + output * pay_out) / price_unit``. Where a
+server returns no usage the counts are estimated from text (``module_ai.controls.tokens``) and counted in
+``estimated_calls``.
+
+Budget: ``track_usage(max_cost=0.5)`` raises :class:`~module_ai.errors.BudgetExceededError` *before*
+a call whose worst case (estimated input + ``out_tokens``) would cross ``max_cost``, counting calls
+already in flight. Without ``out_tokens`` the worst case assumes :data:`UNKNOWN_OUTPUT_TOKENS`.
+
+Log: ``track_usage(log_path="usage.jsonl")`` or the environment variable ``MODULE_AI_USAGE_LOG``
+appends one JSON line per call; ``module-ai cost`` reports from it.
+
+Example:
+    >>> from module_ai import track_usage                    # doctest: +SKIP
+    >>> with track_usage(max_cost=1.0) as usage:           # doctest: +SKIP
+    ...     llm.invoke("你好")
+    >>> print(usage.report())                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from typing_extensions import Self
+
+from module_ai.controls.cost import UsageStats
+from module_ai.controls.events import CallRecord, add_listener
+from module_ai.controls.usage_log import UsageLog, read_usage_log
+from module_ai.errors import BudgetExceededError
+
+__all__ = [
+    "UNKNOWN_OUTPUT_TOKENS", "UsageTracker", "read_usage_log", "reserve_budget", "track_usage",
+]
+
+UNKNOWN_OUTPUT_TOKENS = 4096
+"""Worst-case output tokens assumed for budgets when a model has no ``out_tokens``."""
+
+
+_active: contextvars.ContextVar[tuple[UsageTracker, ...]] = contextvars.ContextVar("module_ai_trackers",
+                                                                                   default=())
+_open: list[UsageTracker] = []
+_open_lock = threading.Lock()
+_dispatching = False
+
+
+def _targets() -> tuple[UsageTracker, ...]:
+    """Trackers that see a call made here: this context's, else every open one."""
+    return _active.get() or tuple(_open)
+
+
+def _dispatch(record: CallRecord) -> None:
+    for tracker in _targets():
+        tracker.add(record)
+
+
+class UsageTracker(BaseCallbackHandler):
+    """Collects usage per model and in total; a context manager and a LangChain callback.
+
+    Attributes:
+        by_model: ``{model name: UsageStats}``.
+        max_cost: the budget, or ``None``.
+        records: every :class:`CallRecord` seen (kept when ``keep_records=True``).
+
+    As a callback (``config={"callbacks": [tracker]}``) it also counts chat models that module_ai did
+    not build, from their ``usage_metadata``; calls it already saw as records are not counted twice.
+    """
+
+    def __init__(self, max_cost: float | None = None, log_path: str | os.PathLike | None = None,
+                 *, keep_records: bool = False) -> None:
+        self.max_cost = max_cost
+        self.by_model: dict[str, UsageStats] = {}
+        self.total = UsageStats()
+        self.records: list[CallRecord] = []
+        self.keep_records = keep_records
+        self.reserved = 0.0
+        self._lock = threading.RLock()
+        self._log = UsageLog(log_path) if log_path else None
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._starts: dict[Any, float] = {}
+        self._tokens: list[contextvars.Token] = []
+
+    # ---- totals ---------------------------------------------------------------------------------
+    calls = property(lambda self: self.total.calls, doc="Calls counted (failed ones included).")
+    input_tokens = property(lambda self: self.total.input_tokens)
+    output_tokens = property(lambda self: self.total.output_tokens)
+    reasoning_tokens = property(lambda self: self.total.reasoning_tokens)
+    total_cost = property(lambda self: self.total.total_cost)
+    errors = property(lambda self: self.total.errors)
+    estimated_calls = property(lambda self: self.total.estimated_calls)
+
+    def add(self, record: CallRecord) -> None:
+        """Count one record (called by the usage bus)."""
+        with self._lock:
+            self.by_model.setdefault(record.model, UsageStats()).add(record)
+            self.total.add(record)
+            call_id = record.extra.get("call_id")
+            if call_id:
+                self._seen[call_id] = None
+                if len(self._seen) > 10_000:
+                    self._seen.popitem(last=False)
+            if self.keep_records:
+                self.records.append(record)
+        if self._log:
+            self._log(record)
+
+    # ---- context manager ------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        _ensure_dispatch()
+        self._tokens.append(_active.set(_active.get() + (self,)))
+        with _open_lock:
+            _open.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with _open_lock:
+            if self in _open:
+                _open.remove(self)
+        if self._tokens:
+            token = self._tokens.pop()
+            try:
+                _active.reset(token)
+            except ValueError:  # exited in another context (e.g. a generator): restore by value
+                _active.set(tuple(t for t in _active.get() if t is not self))
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)
+
+    # ---- budget ---------------------------------------------------------------------------------
+    @property
+    def remaining(self) -> float | None:
+        """Budget left (``max_cost - total_cost``), ``None`` without a budget."""
+        return None if self.max_cost is None else self.max_cost - self.total_cost
+
+    def _reserve(self, worst: float, cfg: Any, input_tokens: int, max_output: int) -> None:
+        with self._lock:
+            spent = self.total.total_cost
+            if self.max_cost is not None and spent + self.reserved + worst > self.max_cost:
+                cur = cfg.currency
+                raise BudgetExceededError(
+                    f"this call could cost up to {worst:.6g} {cur} ({input_tokens} input + {max_output} "
+                    f"output tokens); spent {spent:.6g} {cur}"
+                    + (f" + {self.reserved:.6g} in flight" if self.reserved else "")
+                    + f" of max_cost {self.max_cost:.6g} {cur}. Raise max_cost or make the call smaller",
+                    model=cfg.display_name, field="max_cost")
+            self.reserved += worst
+
+    def _unreserve(self, worst: float) -> None:
+        with self._lock:
+            self.reserved = max(0.0, self.reserved - worst)
+
+    # ---- LangChain callback ---------------------------------------------------------------------
+    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any, **kwargs: Any) -> None:
+        self._starts[run_id] = time.perf_counter()
+
+    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: Any, **kwargs: Any) -> None:
+        self._starts[run_id] = time.perf_counter()
+
+    def on_llm_end(self, response: Any, *, run_id: Any, **kwargs: Any) -> None:
+        start = self._starts.pop(run_id, None)
+        latency = time.perf_counter() - start if start else 0.0
+        for generation in (g for gens in response.generations for g in gens):
+            message = getattr(generation, "message", None)
+            if message is not None:
+                self._count_message(message, latency)
+
+    def on_llm_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+        self._starts.pop(run_id, None)
+
+    def _count_message(self, message: Any, latency: float) -> None:
+        meta = message.response_metadata or {}
+        call_id = meta.get("module_ai_call_id")
+        with self._lock:
+            if call_id and call_id in self._seen:
+                del self._seen[call_id]
+                return
+        usage = message.usage_metadata or {}
+        details = usage.get("output_token_details") or {}
+        self.add(CallRecord(
+            model=meta.get("module_ai_model") or meta.get("model_name") or meta.get("model") or "unknown",
+            kind="chat", input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=int(usage.get("output_tokens") or 0), reasoning_tokens=int(details.get("reasoning") or 0),
+            estimated=bool(meta.get("usage_estimated")), cost=float(meta.get("cost") or 0.0),
+            currency=meta.get("currency", ""), latency_s=latency, timestamp=time.time()))
+
+    # ---- output ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Totals, per-model stats and the budget as plain data."""
+        return {"total": self.total.to_dict(), "by_model": {k: v.to_dict() for k, v in self.by_model.items()},
+                "max_cost": self.max_cost, "remaining": self.remaining}
+
+    def report(self) -> str:
+        """A plain-text table: per model and total, then spend vs budget."""
+        from module_ai.controls.cost import format_report
+
+        return format_report(self.by_model, self.total, self.max_cost)
+
+    def __repr__(self) -> str:
+        return (f"UsageTracker(calls={self.calls}, input_tokens={self.input_tokens}, "
+                f"output_tokens={self.output_tokens}, total_cost={self.total_cost:.6g})")
+
+
+def track_usage(max_cost: float | None = None, log_path: str | os.PathLike | None = None) -> UsageTracker:
+    """Count every model call inside a ``with`` block (threads and asyncio tasks included).
+
+    Args:
+        max_cost: budget in the models' currency; a call whose worst case would cross it raises
+            :class:`~module_ai.errors.BudgetExceededError` before it is sent.
+        log_path: append one JSON line per call to this file (read it with ``module-ai cost``).
+
+    Example:
+        >>> with track_usage() as usage:
+        ...     pass
+        >>> usage.calls, usage.total_cost
+        (0, 0.0)
+    """
+    return UsageTracker(max_cost=max_cost, log_path=log_path)
+
+
+class _Reservation:
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[tuple[UsageTracker, float]]) -> None:
+        self.items = items
+
+    def release(self) -> None:
+        for tracker, worst in self.items:
+            tracker._unreserve(worst)
+        self.items = []
+
+
+def reserve_budget(cfg: Any, input_tokens: int, max_output: int | None) -> _Reservation | None:
+    """Reserve a call's worst-case cost with every applicable tracker that has ``max_cost``.
+
+    Returns a reservation to ``release()`` once the call's record was emitted, or ``None``.
+
+    Raises:
+        BudgetExceededError: the call could cross a budget; nothing is reserved then.
+    """
+    trackers = [t for t in _targets() if t.max_cost is not None]
+    if not trackers:
+        return None
+    out = UNKNOWN_OUTPUT_TOKENS if max_output is None else max_output
+    worst = (input_tokens * cfg.pay_in + out * cfg.pay_out) / cfg.price_unit
+    done: list[tuple[UsageTracker, float]] = []
+    try:
+        for tracker in trackers:
+            tracker._reserve(worst, cfg, input_tokens, out)
+            done.append((tracker, worst))
+    except BudgetExceededError:
+        _Reservation(done).release()
+        raise
+    return _Reservation(done)
+
+
+def _ensure_dispatch() -> None:
+    global _dispatching
+    with _open_lock:
+        if not _dispatching:
+            add_listener(_dispatch)
+            _dispatching = True
