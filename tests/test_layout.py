@@ -128,3 +128,15 @@ def test_no_module_sprawls():
     long = sorted(f"{_module_name(p)}: {n}" for p in PACKAGE.rglob("*.py")
                   if (n := len(p.read_text(encoding="utf-8").splitlines())) > 330)
     assert long == []
+
+
+def test_public_functions_say_what_they_return():
+    missing = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        scopes = [(tree.body, "")] + [(n.body, f"{n.name}.") for n in tree.body
+                                      if isinstance(n, ast.ClassDef) and not n.name.startswith("_")]
+        missing += [f"{_module_name(path)}.{prefix}{fn.name}" for body, prefix in scopes for fn in body
+                    if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and not fn.name.startswith("_") and fn.returns is None]
+    assert sorted(missing) == []
