@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import ConfigDict
 from module_ai.retrieval.protocol import SearchableStore
 from module_ai.retrieval.settings import RetrievalSettings, arerank, rerank
 
-__all__ = ["HybridRetriever"]
+__all__ = ["HybridRetriever", "RetrieverMixin"]
 
 
 class HybridRetriever(BaseRetriever):
@@ -66,3 +67,38 @@ class HybridRetriever(BaseRetriever):
         if self.reranker is None:
             return docs
         return await arerank(docs, query, self.reranker, self.settings.k, self.settings.score_threshold)
+
+
+class RetrieverMixin:
+    """``search`` and ``as_retriever`` for any store with ``settings`` and ``retrieve`` (one implementation)."""
+
+    def search(self, query: str, k: int | None = None, **settings: Any) -> list[Document]:
+        """Retrieve the top ``k`` chunks; ``settings`` override the defaults (see :meth:`as_retriever`)."""
+        return self.as_retriever(k=k, **settings).invoke(query)
+
+    def as_retriever(self, *, k: int | None = None, mode: str | None = None,
+                     weights: Sequence[float] | dict[str, float] | None = None, fusion: str | None = None,
+                     norm: str | None = None, candidates: int | None = None,
+                     reranker: BaseDocumentCompressor | None = None, score_threshold: float | None = None,
+                     rrf_k: float | None = None, rerank_top: int | None = None,
+                     vector_store: VectorStore | None = None, **kwargs: Any) -> HybridRetriever:
+        """A LangChain retriever over this store; arguments left ``None`` take the stored defaults.
+
+        Args:
+            k: documents returned.
+            mode: ``"hybrid"``, ``"bm25"`` or ``"dense"``.
+            weights: ``(bm25_weight, dense_weight)`` or ``{"bm25": w, "dense": w}``.
+            fusion: ``"weighted"`` or ``"rrf"``.
+            norm: ``"minmax"`` or ``"zscore"`` (weighted fusion).
+            candidates: candidates per retriever before fusion.
+            reranker: any BaseDocumentCompressor, applied to the top ``rerank_top`` fused chunks.
+            score_threshold: minimum final score.
+            rrf_k: the RRF constant.
+            rerank_top: chunks handed to the reranker (default ``candidates``).
+            vector_store: any LangChain VectorStore as the dense side (ids = chunk ids).
+            **kwargs: passed to the BaseRetriever (``tags``, ``metadata``).
+        """
+        settings = self.settings.updated(k=k, mode=mode, weights=weights, fusion=fusion, norm=norm,
+                                         candidates=candidates, score_threshold=score_threshold, rrf_k=rrf_k)
+        return HybridRetriever(kb=self, settings=settings, reranker=reranker, rerank_top=rerank_top,
+                               vector_store=vector_store, **kwargs)

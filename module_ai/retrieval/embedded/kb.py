@@ -22,22 +22,22 @@ from module_ai.retrieval.embedding import (
 from module_ai.retrieval.embedding_cache import EmbeddingCache
 from module_ai.retrieval.loaders import iter_files
 from module_ai.retrieval.protocol import UpdateReport
+from module_ai.retrieval.retriever import RetrieverMixin
 from module_ai.retrieval.settings import DEFAULT_SETTINGS, RetrievalSettings
 from module_ai.retrieval.splitter import split_documents
 from module_ai.retrieval.tokenizer import DEFAULT_TOKENIZER, get_tokenizer
 
 if TYPE_CHECKING:
     import numpy as np
-    from langchain_core.documents import BaseDocumentCompressor, Document
+    from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
     from langchain_core.vectorstores import VectorStore
 
-    from module_ai.retrieval.retriever import HybridRetriever
 
 __all__ = ["KnowledgeBase"]
 
 
-class KnowledgeBase:
+class KnowledgeBase(RetrieverMixin):
     """A persistent hybrid knowledge base: chunk store + float32 vectors + BM25, in one folder.
 
     Create one with :meth:`build`, reopen it with :meth:`open`. Changes (:meth:`add_paths`,
@@ -250,39 +250,6 @@ class KnowledgeBase:
         """Fused candidates, best first (the :class:`~module_ai.retrieval.protocol.SearchableStore` call)."""
         return search_index(self._index, self._records, query, lambda q: self._embeddings().embed_query(q), settings,
                             limit=limit, vector_store=vector_store)
-
-    def search(self, query: str, k: int | None = None, **settings: Any) -> list[Document]:
-        """Retrieve the top ``k`` chunks; ``settings`` override the defaults (see :meth:`as_retriever`)."""
-        return self.as_retriever(k=k, **settings).invoke(query)
-
-    def as_retriever(self, *, k: int | None = None, mode: str | None = None,
-                     weights: Sequence[float] | dict[str, float] | None = None, fusion: str | None = None,
-                     norm: str | None = None, candidates: int | None = None,
-                     reranker: BaseDocumentCompressor | None = None, score_threshold: float | None = None,
-                     rrf_k: float | None = None, rerank_top: int | None = None,
-                     vector_store: VectorStore | None = None, **kwargs: Any) -> HybridRetriever:
-        """A LangChain retriever; arguments left ``None`` take the stored defaults.
-
-        Args:
-            k: documents returned.
-            mode: ``"hybrid"``, ``"bm25"`` or ``"dense"``.
-            weights: ``(bm25_weight, dense_weight)`` or ``{"bm25": w, "dense": w}``.
-            fusion: ``"weighted"`` or ``"rrf"``.
-            norm: ``"minmax"`` or ``"zscore"`` (weighted fusion).
-            candidates: candidates per retriever before fusion.
-            reranker: any BaseDocumentCompressor, applied to the top ``rerank_top`` fused chunks.
-            score_threshold: minimum final score.
-            rrf_k: the RRF constant.
-            rerank_top: chunks handed to the reranker (default ``candidates``).
-            vector_store: any LangChain VectorStore as the dense side (ids = chunk ids).
-            **kwargs: passed to the BaseRetriever (``tags``, ``metadata``).
-        """
-        from module_ai.retrieval.retriever import HybridRetriever
-
-        settings = self.settings.updated(k=k, mode=mode, weights=weights, fusion=fusion, norm=norm,
-                                         candidates=candidates, score_threshold=score_threshold, rrf_k=rrf_k)
-        return HybridRetriever(kb=self, settings=settings, reranker=reranker, rerank_top=rerank_top,
-                               vector_store=vector_store, **kwargs)
 
     # ----------------------------------------------------------------- inspection
     def documents(self) -> list[Document]:

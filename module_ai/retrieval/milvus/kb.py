@@ -27,20 +27,21 @@ from module_ai.retrieval.milvus._kbsupport import (
     write_local,
 )
 from module_ai.retrieval.milvus.config import MilvusConfig
+from module_ai.retrieval.retriever import RetrieverMixin
 
 if TYPE_CHECKING:
     import numpy as np
-    from langchain_core.documents import BaseDocumentCompressor, Document
+    from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
     from typing_extensions import Self
 
-    from module_ai.retrieval import HybridRetriever, RetrievalSettings, UpdateReport
+    from module_ai.retrieval import RetrievalSettings, UpdateReport
     from module_ai.retrieval.milvus._client import Connection
 
 __all__ = ["MilvusKnowledgeBase"]
 
 
-class MilvusKnowledgeBase:
+class MilvusKnowledgeBase(RetrieverMixin):
     """A hybrid (BM25 + dense) knowledge base in Milvus, with the API of the embedded index.
 
     Example:
@@ -237,27 +238,6 @@ class MilvusKnowledgeBase:
         if not self._exists:
             return []
         return search(self._conn, self.config, query, self._query_vector, settings, limit=limit, expr=expr)
-
-    def search(self, query: str, k: int | None = None, **settings: Any) -> list[Document]:
-        """Retrieve the top ``k`` chunks; ``settings`` override the defaults (see :meth:`as_retriever`)."""
-        return self.as_retriever(k=k, **settings).invoke(query)
-
-    def as_retriever(self, *, k: int | None = None, mode: str | None = None,
-                     weights: Sequence[float] | dict[str, float] | None = None, fusion: str | None = None,
-                     norm: str | None = None, candidates: int | None = None,
-                     reranker: BaseDocumentCompressor | None = None, score_threshold: float | None = None,
-                     rrf_k: float | None = None, rerank_top: int | None = None,
-                     **kwargs: Any) -> HybridRetriever:
-        """A LangChain retriever with the embedded index's arguments (see ``KnowledgeBase.as_retriever``).
-
-        ``weights`` are ``(bm25_weight, dense_weight)``; fusion runs in Milvus where a Milvus ranker
-        expresses it (see :mod:`module_ai.retrieval.milvus.search`).
-        """
-        from module_ai.retrieval import HybridRetriever
-
-        settings = self.settings.updated(k=k, mode=mode, weights=weights, fusion=fusion, norm=norm,
-                                         candidates=candidates, score_threshold=score_threshold, rrf_k=rrf_k)
-        return HybridRetriever(kb=self, settings=settings, reranker=reranker, rerank_top=rerank_top, **kwargs)
 
     def as_vectorstore(self) -> Any:
         """The collection as a ``langchain_milvus.Milvus`` VectorStore (for similarity / MMR search).
