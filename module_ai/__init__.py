@@ -30,6 +30,7 @@ from module_ai.errors import (
     MissingAPIKeyError,
     MissingDependencyError,
     ModuleAIError,
+    SharedStateError,
     UnknownModelError,
 )
 from module_ai.registry import Registry, load_registry
@@ -79,6 +80,7 @@ _LAZY: dict[str, str] = {
     "limiter_for": "module_ai.controls.limits",
     "trim_to_window": "module_ai.controls.limits",
     "UsageTracker": "module_ai.controls.usage",
+    "configure_shared": "module_ai.controls.shared_state",
     "read_usage_log": "module_ai.controls.usage",
     "track_usage": "module_ai.controls.usage",
     "bench_model": "module_ai.controls.bench",
@@ -112,6 +114,7 @@ __all__ = [
     "ModuleAIError",
     "Registry",
     "SQLiteHistoryStore",
+    "SharedStateError",
     "UnknownModelError",
     "UsageTracker",
     "arerank_texts",
@@ -121,6 +124,7 @@ __all__ = [
     "chat_graph",
     "check_groundedness",
     "check_messages",
+    "configure_shared",
     "estimate_tokens",
     "evaluate_retrieval",
     "format_context",

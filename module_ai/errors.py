@@ -14,6 +14,7 @@ Tree::
     ├── MissingDependencyError      an optional package is not installed (names the extra)
     ├── BackendError                a server or local model failed (names model and URL, never the key)
     ├── BudgetExceededError         a call would cross the tracker's max_cost
+    ├── SharedStateError            the shared Redis (MODULE_AI_REDIS_URL) is unreachable (fail closed)
     ├── ContextWindowError          the input does not fit in input_tokens - out_tokens
     ├── MediaError                  an image/audio/video input cannot be read or sent in that form
     └── KnowledgeBaseError          a knowledge-base index is missing, corrupt or incompatible
@@ -34,6 +35,7 @@ __all__ = [
     "MissingAPIKeyError",
     "MissingDependencyError",
     "ModuleAIError",
+    "SharedStateError",
     "UnknownModelError",
 ]
 
@@ -103,6 +105,11 @@ class BackendError(ModuleAIError):
 
 class BudgetExceededError(ModuleAIError):
     """A call's worst-case cost would cross the active usage tracker's ``max_cost``."""
+
+
+class SharedStateError(ModuleAIError):
+    """Redis holding the shared limits and budgets (``MODULE_AI_REDIS_URL``) cannot be reached and
+    ``MODULE_AI_REDIS_FAIL`` is ``closed``. Names the URL with the password masked."""
 
 
 class ContextWindowError(ModuleAIError):

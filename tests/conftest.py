@@ -10,6 +10,8 @@ Session-scoped (each server starts once, lazily, on first use) and torn down at 
   .max_batch, .max_rerank_docs, .honour_max_completion_tokens). Requires `Authorization: Bearer <test_api_key>`.
 - `ollama_server` -> FakeOllama (.url = base for ChatOllama/OllamaEmbeddings, .requests, .count, .reset(),
   .thinking_default). No auth (like Ollama).
+- `redis_server` -> tests.servers.redis_server.RedisServer (.url "redis://127.0.0.1:P/0", .port, .stop());
+  a real redis-server; fails (never skips) when the binary is missing.
 - `fault_server` -> FaultServer (.url, .base_url = url + "/v1", .configure(...), .stats(), .reset(),
   .requests). Requires `Authorization: Bearer <test_api_key>`.
 Before every test the fake servers that were started are reset (recordings cleared, settings restored).
@@ -94,6 +96,15 @@ def fault_server(test_api_key):
     _started.append(srv)
     yield srv
     _started.remove(srv)
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    from tests.servers.redis_server import start_redis
+
+    srv = start_redis(tmp_path_factory.mktemp("redis"))
+    yield srv
     srv.stop()
 
 

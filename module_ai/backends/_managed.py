@@ -28,11 +28,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from module_ai.config import ModelConfig
+from module_ai.controls.budget_bounds import CAPPED_SERVER_TYPES, input_bound, output_bound
 from module_ai.controls.call import ManagedCall
 from module_ai.controls.cost import call_cost
 from module_ai.controls.events import CallRecord, emit
 from module_ai.controls.limits import batch_concurrency, limiter_for
 from module_ai.controls.tokens import estimate_message_tokens, estimate_tokens
+from module_ai.controls.usage import UNKNOWN_OUTPUT_TOKENS, budget_active
 
 __all__ = ["ManagedChatMixin", "model_kwargs_for"]
 
@@ -64,13 +66,14 @@ class _ModuleAIFields(BaseModel):
         self.module_ai_limiter = limiter_for(cfg, update=True)
         return self
 
-    def _open_call(self, input_tokens: int, max_output: int | None, *, check_window: bool = True):
+    def _open_call(self, input_tokens: int, max_output: int | None, *, check_window: bool = True,
+                   budget_input: int | None = None):
         cfg = self.module_ai_config
         if cfg is None or _inside.get() == id(self):
             return None
         limiter = self.module_ai_limiter or limiter_for(cfg)
         return ManagedCall(cfg, limiter, input_tokens, max_output, path=self.module_ai_path,
-                           check_window=check_window)
+                           check_window=check_window, budget_input=budget_input)
 
 
 class ManagedChatMixin(_ModuleAIFields):
@@ -83,7 +86,13 @@ class ManagedChatMixin(_ModuleAIFields):
 
             check_messages(cfg, messages, path=self.module_ai_path)  # media the model cannot take: no request
         max_output = kwargs.get("max_tokens") or (cfg.out_tokens if cfg else None)
-        return self._open_call(estimate_message_tokens(messages), max_output)
+        estimate = estimate_message_tokens(messages)
+        bound = None
+        if cfg is not None and budget_active():  # worst-case bounds only when a budget will use them
+            bound = input_bound(cfg, messages)
+            if max_output is None and cfg.server_type in CAPPED_SERVER_TYPES:
+                max_output = kwargs["max_tokens"] = output_bound(cfg, estimate, None, UNKNOWN_OUTPUT_TOKENS)
+        return self._open_call(estimate, max_output, budget_input=bound)
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         call = self._chat_call(messages, kwargs)

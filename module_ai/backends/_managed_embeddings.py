@@ -10,10 +10,12 @@ import time
 from typing import Any
 
 from module_ai.backends._managed import _ModuleAIFields
+from module_ai.controls.budget_bounds import input_bound
 from module_ai.controls.call import ManagedCall
 from module_ai.controls.cost import call_cost
 from module_ai.controls.events import CallRecord, emit
 from module_ai.controls.tokens import estimate_tokens
+from module_ai.controls.usage import budget_active
 
 __all__ = ["ManagedEmbeddingsMixin"]
 
@@ -74,7 +76,9 @@ class ManagedEmbeddingsMixin(_ModuleAIFields):
         return (cfg.max_concurrency if cfg and cfg.max_concurrency else 4)
 
     def _batch_call(self, batch: list[str]) -> ManagedCall | None:
-        return self._open_call(sum(estimate_tokens(t) for t in batch), 0, check_window=False)
+        cfg = self.module_ai_config
+        bound = input_bound(cfg, batch, messages=False) if cfg is not None and budget_active() else None
+        return self._open_call(sum(estimate_tokens(t) for t in batch), 0, check_window=False, budget_input=bound)
 
     def _timed_batch(self, batch: list[str]) -> list[list[float]]:
         call = self._batch_call(batch)

@@ -2,6 +2,9 @@
 
 Write the log with ``track_usage(log_path=...)`` or by setting ``MODULE_AI_USAGE_LOG`` before the
 program runs; every managed call (chat, embeddings, rerank) appends one line.
+
+``module-ai cost --redis [URL]`` reports the shared ledger instead: every call of every process
+that ran with ``MODULE_AI_REDIS_URL`` (the default URL), plus the shared budgets.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--since", metavar="DATE", help="only calls at or after this ISO date/time, e.g. 2025-06-01")
     p.add_argument("--budget", type=float, metavar="AMOUNT", help="show spend against this budget")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--redis", nargs="?", const="", default=None, metavar="URL",
+                   help="report the shared ledger in Redis (default URL: $MODULE_AI_REDIS_URL)")
     p.set_defaults(func=run_cost)
 
 
@@ -43,6 +48,10 @@ def run_cost(args: Any) -> int:
     from module_ai.controls.cost import format_report, summarize
     from module_ai.controls.usage_log import LOG_ENV, read_usage_log
 
+    if args.redis is not None:
+        from module_ai.commands._cost_redis import run_cost_redis
+
+        return run_cost_redis(args)
     path = args.log or os.environ.get(LOG_ENV)
     if not path:
         raise ModuleAIError(f"no usage log given; pass its path or set {LOG_ENV} "

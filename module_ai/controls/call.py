@@ -17,9 +17,11 @@ import asyncio
 import itertools
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from module_ai.controls.budget_bounds import note_real_input
 from module_ai.controls.limits import ModelLimiter, check_context
 from module_ai.controls.retry import backend_error, classify
 from module_ai.controls.usage import reserve_budget
@@ -29,7 +31,16 @@ from module_ai.errors import BackendError
 __all__ = ["ManagedCall", "substantive"]
 
 _ids = itertools.count(1)
-_PID = os.getpid()
+_proc: tuple[int, str] = (0, "")
+
+
+def _process_id() -> str:
+    """``pid-random``: unique across machines and forks (call ids key shared budget reservations)."""
+    global _proc
+    pid = os.getpid()
+    if _proc[0] != pid:
+        _proc = (pid, f"{pid}-{uuid.uuid4().hex[:8]}")
+    return _proc[1]
 
 
 def substantive(chunk: Any) -> bool:
@@ -59,17 +70,18 @@ class ManagedCall:
     )
 
     def __init__(self, cfg: Any, limiter: ModelLimiter, input_tokens: int, max_output: int | None, *,
-                 path: str | None = None, check_window: bool = True) -> None:
+                 path: str | None = None, check_window: bool = True, budget_input: int | None = None) -> None:
         if check_window:
             check_context(cfg, input_tokens, path=path)
         ensure_env_log()
         self.cfg, self.limiter = cfg, limiter
         self.input_tokens, self.max_output = input_tokens, max_output
-        self.reservation = reserve_budget(cfg, input_tokens, max_output)
+        self.call_id = f"{_process_id()}-{next(_ids)}"
+        bound = input_tokens if budget_input is None else budget_input
+        self.reservation = reserve_budget(cfg, bound, max_output, token=self.call_id)
         self.request_tokens = input_tokens + (max_output or 0)
         self.start = time.perf_counter()
         self.attempts = 0
-        self.call_id = f"{_PID}-{next(_ids)}"
         self._slot: Any = None
         self._held = False
         self._t0 = self.start
@@ -187,7 +199,7 @@ class ManagedCall:
             unused = self.request_tokens - total_tokens if total_tokens is not None else 0
             self.limiter.release(self._slot, latency=time.perf_counter() - self._t0, output_tokens=output_tokens,
                                  unused_tokens=unused)
-        self._release_budget()
+        self._release_budget(None if total_tokens is None else total_tokens - output_tokens)
 
     def abort(self) -> None:
         """After a failure (or an abandoned stream): free whatever is still held."""
@@ -196,7 +208,9 @@ class ManagedCall:
             self.limiter.release(self._slot)
         self._release_budget()
 
-    def _release_budget(self) -> None:
+    def _release_budget(self, real_input: int | None = None) -> None:
         if self.reservation is not None:
+            if real_input is not None:
+                note_real_input(self.cfg, self.reservation.input_tokens, real_input)
             self.reservation.release()
             self.reservation = None

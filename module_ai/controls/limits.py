@@ -12,6 +12,10 @@ HTTP attempt (retries included):
    requests wait longer. Once the real usage is known the difference is settled (unused tokens go
    back, extra tokens are charged).
 
+With ``MODULE_AI_REDIS_URL`` set, the same slots, buckets and adaptive limit live in Redis and are
+shared by every process (:mod:`module_ai.controls.redis_limits`); this module keeps the settings and
+is the fallback when Redis is unreachable and ``MODULE_AI_REDIS_FAIL=open``.
+
 Adaptive concurrency (AIMD, off by default; config ``adaptive_concurrency: true`` or
 ``limiter_for(cfg).configure(adaptive=True)``): start at the ceiling (``max_concurrency``, else
 :data:`DEFAULT_ADAPTIVE_CEILING`), halve on 429/503, multiply by 0.9 when latency per output token
@@ -49,6 +53,7 @@ class ModelLimiter:
         self.retry_policy: RetryPolicy = DEFAULT_POLICY
         self.burst_seconds = 1.0
         self._settings: dict[str, Any] = {}
+        self.shared: Any = _shared_for(self, cfg)
         self._rebuild()
         self.apply(cfg)
 
@@ -95,6 +100,8 @@ class ModelLimiter:
     @property
     def limit(self) -> int | None:
         """The current concurrency limit (moves when adaptive), ``None`` when uncapped."""
+        if self.shared is not None:
+            return self.shared.shared_limit()
         return self.slots.limit if self.slots else None
 
     def _rate_delay(self, tokens: int) -> float:
@@ -103,8 +110,13 @@ class ModelLimiter:
             delay = max(delay, self.tpm.reserve(tokens))
         return delay
 
-    def acquire(self, tokens: int) -> _Slots | None:
+    def acquire(self, tokens: int) -> Any:
         """Block until one request of about ``tokens`` tokens may go; returns the slot to release."""
+        if self.shared is not None:
+            return self.shared.acquire(tokens)
+        return self._local_acquire(tokens)
+
+    def _local_acquire(self, tokens: int) -> _Slots | None:
         slots = self.slots
         if slots:
             slots.acquire()
@@ -118,8 +130,13 @@ class ModelLimiter:
                 raise
         return slots
 
-    async def aacquire(self, tokens: int) -> _Slots | None:
+    async def aacquire(self, tokens: int) -> Any:
         """Async :meth:`acquire` (never blocks the event loop)."""
+        if self.shared is not None:
+            return await self.shared.aacquire(tokens)
+        return await self._local_aacquire(tokens)
+
+    async def _local_aacquire(self, tokens: int) -> _Slots | None:
         slots = self.slots
         if slots:
             await slots.aacquire()
@@ -133,9 +150,13 @@ class ModelLimiter:
                 raise
         return slots
 
-    def release(self, slots: _Slots | None, *, latency: float | None = None, output_tokens: int = 0,
+    def release(self, slots: Any, *, latency: float | None = None, output_tokens: int = 0,
                 overload: bool = False, unused_tokens: int = 0) -> None:
         """Give the slot back and feed the outcome to adaptive concurrency and the tpm bucket."""
+        if self.shared is not None and isinstance(slots, _shared_lease()):
+            self.shared.release(slots, latency=latency, output_tokens=output_tokens, overload=overload,
+                                unused_tokens=unused_tokens)
+            return
         if self.tpm and unused_tokens:
             self.tpm.refund(unused_tokens)
         aimd = self.aimd
@@ -150,6 +171,24 @@ class ModelLimiter:
                 slots.set_limit(target)
         if slots:
             slots.release()
+
+
+def _shared_for(limiter: ModelLimiter, cfg: Any) -> Any:
+    """The Redis side of a limiter when ``MODULE_AI_REDIS_URL`` is set (no redis import otherwise)."""
+    from module_ai.controls.shared_state import model_key, shared_state
+
+    state = shared_state() if cfg is not None else None
+    if state is None:
+        return None
+    from module_ai.controls.redis_limits import SharedLimiter
+
+    return SharedLimiter(state, model_key(cfg), limiter)
+
+
+def _shared_lease() -> type:
+    from module_ai.controls.redis_limits import SharedLease
+
+    return SharedLease
 
 
 _limiters: dict[tuple[str, str], ModelLimiter] = {}

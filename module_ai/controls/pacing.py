@@ -126,21 +126,30 @@ class _Aimd:
         self._last_cut = 0.0
 
     def success(self, latency: float, output_tokens: int) -> None:
+        if self.congested(latency, output_tokens):
+            self._cut(0.9)
+        else:
+            self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+
+    def congested(self, latency: float, output_tokens: int) -> bool:
+        """Feed one success's latency; True when latency per output token signals congestion."""
         signal = latency / (1 + max(0, output_tokens))
         self._count += 1
         self._short = signal if self._short is None else 0.7 * self._short + 0.3 * signal
         self._long = signal if self._long is None else 0.98 * self._long + 0.02 * signal
         self._latency = 0.8 * self._latency + 0.2 * latency
-        if self._count >= _WARMUP and self._short > LATENCY_RISE * self._long:
-            self._cut(0.9)
-        else:
-            self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+        return self._count >= _WARMUP and self._short > LATENCY_RISE * self._long
+
+    @property
+    def min_cut_interval(self) -> float:
+        """Seconds between two decreases (about one round trip)."""
+        return max(0.05, self._latency)
 
     def overload(self) -> None:
         self._cut(0.5)
 
     def _cut(self, factor: float) -> None:
         now = time.monotonic()
-        if now - self._last_cut >= max(0.05, self._latency):
+        if now - self._last_cut >= self.min_cut_interval:
             self.limit = max(1.0, self.limit * factor)
             self._last_cut = now

@@ -11,8 +11,12 @@ server returns no usage the counts are estimated from text (``module_ai.controls
 ``estimated_calls``.
 
 Budget: ``track_usage(max_cost=0.5)`` raises :class:`~module_ai.errors.BudgetExceededError` *before*
-a call whose worst case (estimated input + ``out_tokens``) would cross ``max_cost``, counting calls
-already in flight. Without ``out_tokens`` the worst case assumes :data:`UNKNOWN_OUTPUT_TOKENS`.
+a call whose worst case would cross ``max_cost``, counting calls already in flight, and settles with
+the real cost after (:mod:`module_ai.controls.budget`). The worst case bounds the input by bytes for
+text whose estimate is unreliable (hex, code, base64, digits, CJK) and the output by ``out_tokens``,
+else :data:`UNKNOWN_OUTPUT_TOKENS`, which is then sent as ``max_tokens``
+(:mod:`module_ai.controls.budget_bounds`). Currencies are never mixed against one ``max_cost``.
+``track_usage(max_cost=5, budget="team-a")`` shares the budget across processes through Redis.
 
 Log: ``track_usage(log_path="usage.jsonl")`` or the environment variable ``MODULE_AI_USAGE_LOG``
 appends one JSON line per call; ``module-ai cost`` reports from it.
@@ -36,13 +40,14 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from typing_extensions import Self
 
+from module_ai.controls.budget import reserve_budget
 from module_ai.controls.cost import UsageStats
 from module_ai.controls.events import CallRecord, add_listener
 from module_ai.controls.usage_log import UsageLog, read_usage_log
-from module_ai.errors import BudgetExceededError
+from module_ai.errors import ConfigError
 
 __all__ = [
-    "UNKNOWN_OUTPUT_TOKENS", "UsageTracker", "read_usage_log", "reserve_budget", "track_usage",
+    "UNKNOWN_OUTPUT_TOKENS", "UsageTracker", "budget_active", "read_usage_log", "reserve_budget", "track_usage",
 ]
 
 UNKNOWN_OUTPUT_TOKENS = 4096
@@ -59,6 +64,11 @@ _dispatching = False
 def _targets() -> tuple[UsageTracker, ...]:
     """Trackers that see a call made here: this context's, else every open one."""
     return _active.get() or tuple(_open)
+
+
+def budget_active() -> bool:
+    """True when a call made here would be checked against some ``max_cost``."""
+    return any(t.max_cost is not None for t in _targets())
 
 
 def _dispatch(record: CallRecord) -> None:
@@ -79,8 +89,14 @@ class UsageTracker(BaseCallbackHandler):
     """
 
     def __init__(self, max_cost: float | None = None, log_path: str | os.PathLike | None = None,
-                 *, keep_records: bool = False) -> None:
+                 *, keep_records: bool = False, budget: str | None = None, currency: str | None = None) -> None:
         self.max_cost = max_cost
+        self.budget = budget
+        self.currency = currency
+        self._currency: str | None = None
+        self._spent: dict[str, float] = {}
+        self._settled: set[str] = set()
+        self._shared = _shared_budget(budget) if budget else None
         self.by_model: dict[str, UsageStats] = {}
         self.total = UsageStats()
         self.records: list[CallRecord] = []
@@ -106,6 +122,7 @@ class UsageTracker(BaseCallbackHandler):
         with self._lock:
             self.by_model.setdefault(record.model, UsageStats()).add(record)
             self.total.add(record)
+            self._spent[record.currency] = self._spent.get(record.currency, 0.0) + record.cost
             call_id = record.extra.get("call_id")
             if call_id:
                 self._seen[call_id] = None
@@ -113,6 +130,10 @@ class UsageTracker(BaseCallbackHandler):
                     self._seen.popitem(last=False)
             if self.keep_records:
                 self.records.append(record)
+        if self._shared is not None:
+            from module_ai.controls.budget import settle_shared
+
+            settle_shared(self, record)
         if self._log:
             self._log(record)
 
@@ -144,25 +165,16 @@ class UsageTracker(BaseCallbackHandler):
     # ---- budget ---------------------------------------------------------------------------------
     @property
     def remaining(self) -> float | None:
-        """Budget left (``max_cost - total_cost``), ``None`` without a budget."""
-        return None if self.max_cost is None else self.max_cost - self.total_cost
+        """Budget left (``max_cost`` minus this process's spend in the budget's currency), ``None``
+        without a budget. For a shared budget see :meth:`shared_status`."""
+        if self.max_cost is None:
+            return None
+        return self.max_cost - self._spent.get(self.currency or self._currency or "", 0.0)
 
-    def _reserve(self, worst: float, cfg: Any, input_tokens: int, max_output: int) -> None:
-        with self._lock:
-            spent = self.total.total_cost
-            if self.max_cost is not None and spent + self.reserved + worst > self.max_cost:
-                cur = cfg.currency
-                raise BudgetExceededError(
-                    f"this call could cost up to {worst:.6g} {cur} ({input_tokens} input + {max_output} "
-                    f"output tokens); spent {spent:.6g} {cur}"
-                    + (f" + {self.reserved:.6g} in flight" if self.reserved else "")
-                    + f" of max_cost {self.max_cost:.6g} {cur}. Raise max_cost or make the call smaller",
-                    model=cfg.display_name, field="max_cost")
-            self.reserved += worst
-
-    def _unreserve(self, worst: float) -> None:
-        with self._lock:
-            self.reserved = max(0.0, self.reserved - worst)
+    def shared_status(self) -> dict[str, Any] | None:
+        """A shared budget's state across processes (``spent``, ``calls``, ``currency``,
+        ``reserved``, ``in_flight``), or ``None`` for an in-process tracker."""
+        return self._shared.status() if self._shared is not None else None
 
     # ---- LangChain callback ---------------------------------------------------------------------
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any, **kwargs: Any) -> None:
@@ -215,13 +227,18 @@ class UsageTracker(BaseCallbackHandler):
                 f"output_tokens={self.output_tokens}, total_cost={self.total_cost:.6g})")
 
 
-def track_usage(max_cost: float | None = None, log_path: str | os.PathLike | None = None) -> UsageTracker:
+def track_usage(max_cost: float | None = None, log_path: str | os.PathLike | None = None, *,
+                budget: str | None = None, currency: str | None = None) -> UsageTracker:
     """Count every model call inside a ``with`` block (threads and asyncio tasks included).
 
     Args:
-        max_cost: budget in the models' currency; a call whose worst case would cross it raises
+        max_cost: budget; a call whose worst case would cross it raises
             :class:`~module_ai.errors.BudgetExceededError` before it is sent.
         log_path: append one JSON line per call to this file (read it with ``module-ai cost``).
+        budget: a name: the budget (spend, reservations) is shared by every process using the same
+            Redis (``MODULE_AI_REDIS_URL``); ``module-ai cost --redis`` reports it.
+        currency: the budget's currency; only models priced in it count against ``max_cost``.
+            Without it the first model fixes the currency and another currency is refused.
 
     Example:
         >>> with track_usage() as usage:
@@ -229,43 +246,19 @@ def track_usage(max_cost: float | None = None, log_path: str | os.PathLike | Non
         >>> usage.calls, usage.total_cost
         (0, 0.0)
     """
-    return UsageTracker(max_cost=max_cost, log_path=log_path)
+    return UsageTracker(max_cost=max_cost, log_path=log_path, budget=budget, currency=currency)
 
 
-class _Reservation:
-    __slots__ = ("items",)
+def _shared_budget(name: str):
+    from module_ai.controls.redis_budget import SharedBudget
+    from module_ai.controls.shared_state import REDIS_URL_ENV, shared_state
 
-    def __init__(self, items: list[tuple[UsageTracker, float]]) -> None:
-        self.items = items
-
-    def release(self) -> None:
-        for tracker, worst in self.items:
-            tracker._unreserve(worst)
-        self.items = []
-
-
-def reserve_budget(cfg: Any, input_tokens: int, max_output: int | None) -> _Reservation | None:
-    """Reserve a call's worst-case cost with every applicable tracker that has ``max_cost``.
-
-    Returns a reservation to ``release()`` once the call's record was emitted, or ``None``.
-
-    Raises:
-        BudgetExceededError: the call could cross a budget; nothing is reserved then.
-    """
-    trackers = [t for t in _targets() if t.max_cost is not None]
-    if not trackers:
-        return None
-    out = UNKNOWN_OUTPUT_TOKENS if max_output is None else max_output
-    worst = (input_tokens * cfg.pay_in + out * cfg.pay_out) / cfg.price_unit
-    done: list[tuple[UsageTracker, float]] = []
-    try:
-        for tracker in trackers:
-            tracker._reserve(worst, cfg, input_tokens, out)
-            done.append((tracker, worst))
-    except BudgetExceededError:
-        _Reservation(done).release()
-        raise
-    return _Reservation(done)
+    state = shared_state()
+    if state is None:
+        raise ConfigError(f"budget={name!r} is shared through Redis, but {REDIS_URL_ENV} is not set; set it "
+                          "(e.g. redis://localhost:6379/0) or drop budget= for an in-process budget",
+                          field="budget")
+    return SharedBudget(state, name)
 
 
 def _ensure_dispatch() -> None:

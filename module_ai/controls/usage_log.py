@@ -15,7 +15,7 @@ from pathlib import Path
 
 from module_ai.controls.events import CallRecord, add_listener
 
-__all__ = ["LOG_ENV", "UsageLog", "ensure_env_log", "read_usage_log"]
+__all__ = ["LOG_ENV", "UsageLog", "ensure_env_log", "ensure_shared_ledger", "read_usage_log"]
 
 LOG_ENV = "MODULE_AI_USAGE_LOG"
 """Environment variable naming a JSONL file that receives every call record of the process."""
@@ -53,6 +53,25 @@ def ensure_env_log() -> None:
             _env_log = UsageLog(path)
             add_listener(_env_log)
         _env_checked = True
+        ensure_shared_ledger()  # configure_shared() calls it too
+
+
+_ledger_on = False
+
+
+def ensure_shared_ledger() -> None:
+    """With ``MODULE_AI_REDIS_URL`` set, add every record to the shared ledger (``module-ai cost --redis``)."""
+    global _ledger_on
+    if _ledger_on:
+        return
+    from module_ai.controls.shared_state import shared_state
+
+    if shared_state() is None:
+        return
+    from module_ai.controls.redis_budget import ledger_listener
+
+    add_listener(ledger_listener)
+    _ledger_on = True
 
 
 def read_usage_log(path: str | os.PathLike) -> Iterable[CallRecord]:

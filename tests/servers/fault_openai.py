@@ -2,7 +2,8 @@
 
     srv = start(api_key=None)          # srv.url = "http://127.0.0.1:P", srv.base_url = srv.url + "/v1"
     srv.configure(latency_ms=50, faults=["429", None, "500"], every=(5, "drop"), retry_after="0.2")
-    srv.stats()  -> {"total", "statuses", "faults", "max_in_flight", "in_flight", "timestamps", "paths"}
+    srv.stats()  -> {"total", "statuses", "faults", "max_in_flight", "in_flight", "timestamps", "paths",
+                     "billed"}  # billed = {"prompt_tokens", "completion_tokens"} sent in usage fields
     srv.reset()  # clear stats AND restore the default config
     srv.stop()
 
@@ -10,6 +11,8 @@ Routes: `POST /v1/chat/completions` (stream or not; content "tok0 tok1 ..." of
 min(max_tokens|max_completion_tokens, reply_tokens) words; usage unless `usage=False`; streaming usage
 chunk only with `stream_options.include_usage`), `POST /v1/embeddings` (str | [str] | token arrays →
 `embed_dims`-dim hash vectors, base64 honoured), `GET /v1/models`.
+Prompt tokens: words + 3 per message, or with `prompt_count="bytes"` UTF-8 bytes + 3 per message (a
+tokenizer far above the 3.5-characters estimate, as real ones are on hex/base64/code).
 Fault for the k-th request (1-based, over all routes, counted from the last configure(faults=/every=)
 or reset()): `faults[k-1]` if `faults` is a list
 (None = ok), or `faults(k, path, body)` if callable, else `every=(N, name)` when k % N == 0.
@@ -54,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "hang_s": 30.0,
     "embed_dims": 8,
     "model": "fault-model",
+    "prompt_count": "words",
 }
 
 
@@ -91,6 +95,7 @@ class FaultServer:
         self._statuses: Counter = Counter()
         self._faults: Counter = Counter()
         self._timestamps: list[float] = []
+        self._billed: Counter = Counter()
         self.requests: list[dict] = []
 
     def reset(self) -> None:
@@ -108,6 +113,8 @@ class FaultServer:
                 "in_flight": self._in_flight,
                 "timestamps": list(self._timestamps),
                 "paths": [r["path"] for r in self.requests],
+                "billed": {"prompt_tokens": self._billed["prompt_tokens"],
+                           "completion_tokens": self._billed["completion_tokens"]},
             }
 
     @property
@@ -231,6 +238,11 @@ class FaultServer:
             self._finish(w, status)
         return status not in (0,) and fault != "drop" and fault != "malformed"
 
+    def _bill(self, usage: dict) -> None:
+        with self._lock:
+            self._billed["prompt_tokens"] += usage.get("prompt_tokens", 0)
+            self._billed["completion_tokens"] += usage.get("completion_tokens", 0)
+
     def _finish(self, w, status: int) -> None:
         """Count the request as done (before its last bytes go out, so stats() is exact for clients)."""
         if getattr(w, "pending", False):
@@ -264,7 +276,10 @@ class FaultServer:
         cap = body.get("max_tokens") or body.get("max_completion_tokens")
         n = min(cap, cfg["reply_tokens"]) if cap else cfg["reply_tokens"]
         words = [f"tok{i}" for i in range(n)]
-        prompt = sum(len(str(m.get("content", "")).split()) + 3 for m in msgs)
+        if cfg["prompt_count"] == "bytes":
+            prompt = sum(len(str(m.get("content", "")).encode()) + 3 for m in msgs)
+        else:
+            prompt = sum(len(str(m.get("content", "")).split()) + 3 for m in msgs)
         usage = {"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n}
         with_usage = cfg["usage"] and fault != "no_usage"
         finish = "length" if cap and cap < cfg["reply_tokens"] else "stop"
@@ -286,6 +301,7 @@ class FaultServer:
             )
             if with_usage:
                 out["usage"] = usage
+                self._bill(usage)
             return await self._send(w, 200, out)
         w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
 
@@ -315,6 +331,7 @@ class FaultServer:
             await sse(chunk({"content": (" " if i else "") + word}))
         await sse(chunk({}, finish))
         if with_usage and (body.get("stream_options") or {}).get("include_usage"):
+            self._bill(usage)
             await sse(json.dumps(dict(base, object="chat.completion.chunk", choices=[], usage=usage)))
         self._finish(w, 200)
         await sse("[DONE]")
@@ -342,6 +359,7 @@ class FaultServer:
         out: dict[str, Any] = {"object": "list", "data": data, "model": body.get("model")}
         if cfg["usage"] and fault != "no_usage":
             out["usage"] = {"prompt_tokens": n, "total_tokens": n}
+            self._bill(out["usage"])
         return await self._send(w, 200, out)
 
 
