@@ -21,8 +21,8 @@ import pytest
 
 from module_ai import ModuleAIError, SharedStateError, configure_shared, track_usage
 from module_ai.cli import main
-from module_ai.controls.shared_state import model_key
 from module_ai.controls.limits import limiter_for, reset_limiters
+from module_ai.controls.shared_state import model_key
 from tests.controls_helpers import chat_model, config, fresh_echo
 
 ROOT = Path(__file__).resolve().parent.parent

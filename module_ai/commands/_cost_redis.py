@@ -30,9 +30,8 @@ def _read(url: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
 
 
 def run_cost_redis(args: Any) -> int:
-    from module_ai.controls.cost import format_report
+    from module_ai.controls.cost import UsageStats, format_report
     from module_ai.controls.shared_state import REDIS_URL_ENV, mask_url
-    from module_ai.controls.cost import UsageStats
 
     url = args.redis or os.environ.get(REDIS_URL_ENV, "")
     if not url:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from module_ai.controls.budget_bounds import UNKNOWN_OUTPUT_TOKENS
 from module_ai.errors import BudgetExceededError
 
-__all__ = ["Reservation", "reserve_budget"]
+__all__ = ["Reservation", "reserve_budget", "settle_shared"]
 
 _LOCAL = "local"
 _SHARED = "shared"
@@ -108,20 +109,18 @@ class Reservation:
             _release(tracker, worst, mode, self.token)
 
 
-def reserve_budget(cfg: Any, input_tokens: int, max_output: int | None, *,
+def reserve_budget(trackers: Any, cfg: Any, input_tokens: int, max_output: int | None, *,
                    token: str = "") -> Reservation | None:
-    """Reserve a call's worst case with every applicable tracker that has ``max_cost``.
+    """Reserve a call's worst case with every tracker in ``trackers`` that has ``max_cost``.
 
     ``input_tokens`` is the worst-case input bound; ``max_output`` ``None`` means unknown
-    (:data:`~module_ai.controls.usage.UNKNOWN_OUTPUT_TOKENS`). ``token`` is the call id its record carries.
-    Returns a reservation to ``release()`` once the call's record was emitted, or ``None``.
+    (:data:`~module_ai.controls.budget_bounds.UNKNOWN_OUTPUT_TOKENS`). ``token`` is the call id its
+    record carries. Returns a reservation to ``release()`` once the call's record was emitted, or ``None``.
 
     Raises:
         BudgetExceededError: the call could cross a budget (or mixes currencies); nothing is reserved.
     """
-    from module_ai.controls.usage import UNKNOWN_OUTPUT_TOKENS, _targets
-
-    trackers = [t for t in _targets() if t.max_cost is not None]
+    trackers = [t for t in trackers if t.max_cost is not None]
     if not trackers:
         return None
     out = UNKNOWN_OUTPUT_TOKENS if max_output is None else max_output

@@ -10,7 +10,7 @@ low for hex, base64, code, digits and rare CJK characters, so the reservation us
   (``input_tokens``), which no server accepts more than. A model whose real input count once
   exceeded its prose bound uses the byte bound from then on (:func:`note_real_input`).
 - :func:`output_bound`: ``out_tokens`` (or the call's ``max_tokens``) when set; otherwise the room
-  left in the window, else :data:`~module_ai.controls.usage.UNKNOWN_OUTPUT_TOKENS`. That bound is also sent as
+  left in the window, else :data:`UNKNOWN_OUTPUT_TOKENS`. That bound is also sent as
   ``max_tokens`` (OpenAI-compatible and llama.cpp backends) so the server cannot return more.
 """
 
@@ -23,7 +23,11 @@ from typing import Any
 
 from module_ai.controls.tokens import MESSAGE_OVERHEAD_TOKENS, _content_text, estimate_tokens
 
-__all__ = ["BUDGET_MARGIN", "CAPPED_SERVER_TYPES", "input_bound", "note_real_input", "output_bound"]
+__all__ = ["BUDGET_MARGIN", "CAPPED_SERVER_TYPES", "UNKNOWN_OUTPUT_TOKENS", "input_bound", "note_real_input",
+           "output_bound"]
+
+UNKNOWN_OUTPUT_TOKENS = 4096
+"""Worst-case output tokens assumed for budgets when a model has no ``out_tokens``."""
 
 BUDGET_MARGIN = 1.5
 """Reservation = estimate x this, for text that looks like plain prose."""

@@ -37,7 +37,7 @@ from module_ai.errors import ContextWindowError
 
 __all__ = [
     "DEFAULT_ADAPTIVE_CEILING", "DEFAULT_BATCH_CONCURRENCY", "ModelLimiter", "batch_concurrency",
-    "check_context", "limiter_for", "trim_to_window", "window_tokens",
+    "check_context", "limiter_for", "reset_limiters", "trim_to_window", "window_tokens",
 ]
 
 DEFAULT_BATCH_CONCURRENCY = 8
@@ -217,6 +217,13 @@ def limiter_for(cfg_or_model: Any, *, update: bool = False) -> ModelLimiter:
     if update:
         limiter.apply(cfg)
     return limiter
+
+
+def reset_limiters() -> None:
+    """Forget every limiter, so the next ones are built afresh (e.g. after
+    :func:`~module_ai.controls.shared_state.configure_shared`); objects built earlier keep theirs."""
+    with _registry_lock:
+        _limiters.clear()
 
 
 def batch_concurrency(cfg: Any) -> int:

@@ -40,7 +40,7 @@ from module_ai.errors import ConfigError, SharedStateError
 
 __all__ = [
     "REDIS_FAIL_ENV", "REDIS_LEASE_ENV", "REDIS_URL_ENV", "RETRY_DOWN_S", "SharedSettings", "SharedState",
-    "configure_shared", "mask_url", "model_key", "shared_state",
+    "configure_shared", "mask_url", "model_key", "on_shared", "shared_state",
 ]
 
 REDIS_URL_ENV = "MODULE_AI_REDIS_URL"
@@ -134,10 +134,19 @@ def configure_shared(url: str | None, *, fail: str = "closed", lease_s: float = 
     if old is not None:
         old.close()
     if url:
-        from module_ai.controls.usage_log import _env_lock, ensure_shared_ledger
+        for callback in _on_enable:
+            callback()
 
-        with _env_lock:
-            ensure_shared_ledger()
+
+_on_enable: list[Callable[[], None]] = []
+
+
+def on_shared(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` now if shared state is configured, and each time :func:`configure_shared`
+    switches it on (the usage log uses it to start the shared ledger)."""
+    _on_enable.append(callback)
+    if shared_state() is not None:
+        callback()
 
 
 def model_key(cfg: Any) -> str:

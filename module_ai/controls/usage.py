@@ -40,7 +40,8 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from typing_extensions import Self
 
-from module_ai.controls.budget import reserve_budget
+from module_ai.controls import budget as _budget
+from module_ai.controls.budget_bounds import UNKNOWN_OUTPUT_TOKENS
 from module_ai.controls.cost import UsageStats
 from module_ai.controls.events import CallRecord, add_listener
 from module_ai.controls.usage_log import UsageLog, read_usage_log
@@ -50,8 +51,6 @@ __all__ = [
     "UNKNOWN_OUTPUT_TOKENS", "UsageTracker", "budget_active", "read_usage_log", "reserve_budget", "track_usage",
 ]
 
-UNKNOWN_OUTPUT_TOKENS = 4096
-"""Worst-case output tokens assumed for budgets when a model has no ``out_tokens``."""
 
 
 _active: contextvars.ContextVar[tuple[UsageTracker, ...]] = contextvars.ContextVar("module_ai_trackers",
@@ -64,6 +63,13 @@ _dispatching = False
 def _targets() -> tuple[UsageTracker, ...]:
     """Trackers that see a call made here: this context's, else every open one."""
     return _active.get() or tuple(_open)
+
+
+def reserve_budget(cfg: Any, input_tokens: int, max_output: int | None, *,
+                   token: str = "") -> _budget.Reservation | None:
+    """Reserve a call's worst case with every tracker open here that has ``max_cost``
+    (see :func:`module_ai.controls.budget.reserve_budget`)."""
+    return _budget.reserve_budget(_targets(), cfg, input_tokens, max_output, token=token)
 
 
 def budget_active() -> bool:
@@ -131,9 +137,7 @@ class UsageTracker(BaseCallbackHandler):
             if self.keep_records:
                 self.records.append(record)
         if self._shared is not None:
-            from module_ai.controls.budget import settle_shared
-
-            settle_shared(self, record)
+            _budget.settle_shared(self, record)
         if self._log:
             self._log(record)
 

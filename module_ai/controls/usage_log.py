@@ -15,7 +15,7 @@ from pathlib import Path
 
 from module_ai.controls.events import CallRecord, add_listener
 
-__all__ = ["LOG_ENV", "UsageLog", "ensure_env_log", "ensure_shared_ledger", "read_usage_log"]
+__all__ = ["LOG_ENV", "UsageLog", "ensure_env_log", "read_usage_log"]
 
 LOG_ENV = "MODULE_AI_USAGE_LOG"
 """Environment variable naming a JSONL file that receives every call record of the process."""
@@ -53,25 +53,25 @@ def ensure_env_log() -> None:
             _env_log = UsageLog(path)
             add_listener(_env_log)
         _env_checked = True
-        ensure_shared_ledger()  # configure_shared() calls it too
+        from module_ai.controls.shared_state import on_shared
+
+        on_shared(_start_shared_ledger)  # now if MODULE_AI_REDIS_URL is set, or when configure_shared() runs
 
 
 _ledger_on = False
+_ledger_lock = threading.Lock()
 
 
-def ensure_shared_ledger() -> None:
-    """With ``MODULE_AI_REDIS_URL`` set, add every record to the shared ledger (``module-ai cost --redis``)."""
+def _start_shared_ledger() -> None:
+    """Add every record to the shared ledger in Redis (``module-ai cost --redis``), once."""
     global _ledger_on
-    if _ledger_on:
-        return
-    from module_ai.controls.shared_state import shared_state
+    with _ledger_lock:
+        if _ledger_on:
+            return
+        from module_ai.controls.redis_budget import ledger_listener
 
-    if shared_state() is None:
-        return
-    from module_ai.controls.redis_budget import ledger_listener
-
-    add_listener(ledger_listener)
-    _ledger_on = True
+        add_listener(ledger_listener)
+        _ledger_on = True
 
 
 def read_usage_log(path: str | os.PathLike) -> Iterable[CallRecord]:
