@@ -2,7 +2,8 @@
 
 Modes (rotated every round, same run): sequential ``invoke``; registry models with
 ``max_concurrency`` 1, 8 and 32 through ``batch()`` and ``abatch()`` with *no* RunnableConfig (module_ai
-sets it from the model config); stock ``ChatOpenAI`` for reference: ``batch()`` with LangChain's default,
+sets it from the model config); the raw ``AsyncOpenAI`` SDK at 8 and 32 in flight (the floor);
+stock ``ChatOpenAI`` for reference: ``batch()`` with LangChain's default,
 ``batch``/``abatch`` with an explicit ``max_concurrency``. On a shared 2-core VM absolute efficiencies
 move with the neighbours' load; compare module_ai with stock at the same concurrency (same run).
 efficiency = ideal / wall with ideal = ceil(200 / concurrency) x 50 ms; client CPU per request is
@@ -31,6 +32,7 @@ LATENCY_S = 0.05
 
 
 def build_modes(url: str, loop: asyncio.AbstractEventLoop) -> dict:
+    import openai
     from langchain_openai import ChatOpenAI
 
     from module_ai.config import ModelConfig
@@ -53,7 +55,23 @@ def build_modes(url: str, loop: asyncio.AbstractEventLoop) -> dict:
             lambda xs, n=n: stock.batch(xs, config={"max_concurrency": n}))
     modes[("stock ChatOpenAI.abatch, max_concurrency 32", 32)] = (
         lambda xs: loop.run_until_complete(stock.abatch(xs, config={"max_concurrency": 32})))
+    raw = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0)
+    for n in (8, 32):
+        modes[(f"raw AsyncOpenAI, gather, concurrency {n}", n)] = (
+            lambda xs, n=n: loop.run_until_complete(_raw_gather(raw, xs, n)))
     return modes
+
+
+async def _raw_gather(client, inputs: list[str], concurrency: int) -> list:
+    """The floor: the raw async SDK, ``concurrency`` requests in flight (a semaphore), results in order."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(text: str):
+        async with semaphore:
+            return await client.chat.completions.create(
+                model="bench", messages=[{"role": "user", "content": text}], max_tokens=MAX_TOKENS)
+
+    return await asyncio.gather(*(one(x) for x in inputs))
 
 
 def run(modes: dict, requests: int, rounds: int) -> list[dict]:

@@ -87,6 +87,7 @@ class ModelConfig(BaseModel):
     max_request_tokens: int | None = Field(default=None, gt=0)
     instruct: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    transport: Literal["httpx", "sdk"] = "httpx"
 
     @field_validator("url")
     @classmethod

@@ -17,21 +17,31 @@ def write_configs(tmp_path, configs: dict) -> object:
     return load_registry(tmp_path)
 
 
+@pytest.fixture(params=["httpx", "sdk"])
+def transport(request) -> str:
+    """Every test below runs on both transports of server_type openai."""
+    return request.param
+
+
+def with_transport(configs: dict, transport: str) -> dict:
+    return {name: {**c, "transport": transport} for name, c in configs.items()}
+
+
 @pytest.fixture()
-def llama_reg(tmp_path, llama_server):
-    return write_configs(tmp_path, {
+def llama_reg(tmp_path, llama_server, transport):
+    return write_configs(tmp_path, with_transport({
         "tiny": {"model_type": "chat", "server_type": "openai", "model": "tiny", "url": llama_server,
                  "input_tokens": 2048, "out_tokens": 3, "temperature": 0.7, "timeout": 60,
                  "thinking_style": "none", "pay_in": 1, "pay_out": 2},
         "tiny-emb": {"model_type": "embedding", "server_type": "openai", "model": "tiny", "url": llama_server,
                      "max_batch": 2},
-    })
+    }, transport))
 
 
 @pytest.fixture()
-def ds_reg(tmp_path, dashscope_server):
+def ds_reg(tmp_path, dashscope_server, transport):
     base = dashscope_server.base_url
-    return write_configs(tmp_path, {
+    return write_configs(tmp_path, with_transport({
         "qwen3-4b": {"model_type": "chat", "server_type": "openai", "model": "qwen3-4b", "url": base,
                      "api_key": "${MODULE_AI_TEST_KEY}", "pay_in": 0.3, "pay_out": 1.2,
                      "input_tokens": 32768, "out_tokens": 8, "temperature": 0.7, "timeout": 30, "no_think": True},
@@ -42,7 +52,7 @@ def ds_reg(tmp_path, dashscope_server):
                              "thinking_style": "chat_template_kwargs"},
         "emb": {"model_type": "embedding", "server_type": "openai", "model": "text-embedding-v4", "url": base,
                 "api_key": "${MODULE_AI_TEST_KEY}", "max_batch": 10, "dimensions": 256, "pay_in": 0.5},
-    })
+    }, transport))
 
 
 def last_chat_body(server) -> dict:
@@ -216,3 +226,27 @@ def test_async_calls_work_across_event_loops(llama_reg):
         return [c async for c in llm.astream("x")]
 
     assert asyncio.run(stream()) and asyncio.run(stream())
+
+
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"{city}: sunny"
+
+
+def test_tool_calls_invoke_and_stream(ds_reg):
+    llm = ds_reg.chat("qwen3-4b").bind_tools([get_weather])
+    msg = llm.invoke("北京天气？")
+    assert msg.tool_calls and msg.tool_calls[0]["name"] == "get_weather" and "city" in msg.tool_calls[0]["args"]
+    total = None
+    for chunk in llm.stream("北京天气？"):
+        total = chunk if total is None else total + chunk
+    assert total.tool_calls[0]["name"] == "get_weather" and total.usage_metadata["output_tokens"] > 0
+
+
+def test_structured_output_json_schema_and_async(ds_reg):
+    llm = ds_reg.chat("qwen3-4b")
+    out = llm.with_structured_output(Answer, method="json_schema").invoke("1+1?")
+    assert isinstance(out, Answer)
+    out = asyncio.run(llm.with_structured_output(Answer, method="json_schema").ainvoke("1+1?"))
+    assert isinstance(out, Answer)
+    assert isinstance(asyncio.run(llm.with_structured_output(Answer).ainvoke("1+1?")), Answer)

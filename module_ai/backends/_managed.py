@@ -155,14 +155,16 @@ class ManagedChatMixin(_ModuleAIFields):
                 yield chunk
             return
         tally = _StreamTally(self, messages, call)
+        stream = call.arun_stream(make)
         try:
-            async for chunk in call.arun_stream(make):
+            async for chunk in stream:
                 tally.observe(chunk)
                 yield chunk
             closing = tally.closing_chunk()
         except BaseException as exc:
             tally.failed(exc)
             call.abort()
+            await stream.aclose()  # now, not whenever the loop finalizes it: the connection goes back
             raise
         call.finish(tally.output_tokens, tally.total_tokens)
         yield closing
@@ -261,6 +263,8 @@ class _StreamTally:
             record.extra["abandoned"] = True
         else:
             record.error = f"{type(exc).__name__}: {exc}"
+        if getattr(exc, "stream_cut", False) or getattr(exc.__cause__, "stream_cut", False):
+            record.extra["stream_cut"] = True  # the server ended the stream mid-answer
         emit(record)
 
 

@@ -10,16 +10,29 @@ Fixes over stock ``ChatOpenAI`` (each one measured against a real or wire-faithf
   every stream chunk (stock drops it).
 - ``with_structured_output`` turns thinking off (DashScope rejects JSON mode while thinking).
 - Embeddings send raw text (no tiktoken download), in batches of ``max_batch``, with ``dimensions``.
+- ``transport: httpx`` (default): requests go through module_ai's pooled httpx transport
+  (:mod:`module_ai.backends._http`): streams give their connection back to the pool (also when the
+  caller stops early), a cut stream or a 200 that is empty, HTML or not JSON raises, less client CPU.
+  ``transport: sdk`` keeps the ``openai`` SDK (with the same checks). ``options`` cannot override
+  retries, URL, key, timeout or model (:mod:`module_ai.backends._openai_transport`).
 """
 
 from __future__ import annotations
 
+import contextvars
 from typing import TYPE_CHECKING, Any
 
 from pydantic import PrivateAttr
 
 from module_ai.backends._managed import ManagedChatMixin, model_kwargs_for
 from module_ai.backends._managed_embeddings import ManagedEmbeddingsMixin
+from module_ai.backends._openai_transport import (
+    checked_options,
+    httpx_clients,
+    not_json,
+    stream_end_check,
+    uses_sdk,
+)
 from module_ai.config import ModelConfig
 
 if TYPE_CHECKING:
@@ -62,7 +75,7 @@ def _chat_class():
     if _ChatClass is not None:
         return _ChatClass
 
-    class ChatOpenAICompatible(ManagedChatMixin, ChatOpenAI):
+    class ChatOpenAICompatible(ManagedChatMixin, stream_end_check(ChatOpenAI)):
         """``ChatOpenAI`` for OpenAI-compatible servers: max_tokens, thinking, reasoning_content."""
 
         _module_ai_loop: Any = PrivateAttr(default=None)
@@ -74,6 +87,8 @@ def _chat_class():
             return payload
 
         def _create_chat_result(self, response: Any, generation_info: dict | None = None):
+            if isinstance(response, (str, bytes)):  # the SDK hands back the text of a non-JSON 200
+                raise not_json(self.module_ai_config, f"{self.openai_api_base}/chat/completions", response)
             result = super()._create_chat_result(response, generation_info)
             for gen, choice in zip(result.generations, _choices(response)):
                 reasoning = _message_field(choice, "reasoning_content")
@@ -85,10 +100,42 @@ def _chat_class():
             _async_client_for_running_loop(self, "chat")
             return await super()._agenerate(*args, **kwargs)
 
-        async def _astream(self, *args: Any, **kwargs: Any):
+        def _astream(self, *args: Any, **kwargs: Any):
+            stream = self._module_ai_astream(*args, **kwargs)
+            opened = _open_streams.get()
+            if opened is not None:
+                opened.append(stream)  # closed by astream() below when the caller stops early
+            return stream
+
+        async def _module_ai_astream(self, *args: Any, **kwargs: Any):
             _async_client_for_running_loop(self, "chat")
-            async for chunk in super()._astream(*args, **kwargs):
-                yield chunk
+            inner = super()._astream(*args, **kwargs)
+            try:
+                async for chunk in inner:
+                    yield chunk
+            finally:
+                await inner.aclose()
+
+        async def astream(self, input: Any, config: Any = None, **kwargs: Any):
+            """LangChain's ``astream``, closing the stream underneath when the caller stops early
+            (LangChain leaves it to the garbage collector, and its connection with it)."""
+            opened: list = []
+            outer = super().astream(input, config, **kwargs)
+            try:
+                token = _open_streams.set(opened)  # set and reset within one step of this generator
+                try:
+                    first = await outer.__anext__()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    _open_streams.reset(token)
+                yield first
+                async for chunk in outer:
+                    yield chunk
+            finally:
+                for stream in opened:
+                    await stream.aclose()
+                await outer.aclose()
 
         def _convert_chunk_to_generation_chunk(self, chunk: dict, default_chunk_class: type, base_info: Any):
             gen = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_info)
@@ -113,6 +160,7 @@ def _chat_class():
 
 
 _ChatClass = None
+_open_streams: contextvars.ContextVar[list | None] = contextvars.ContextVar("module_ai_open_streams", default=None)
 
 
 def _choices(response: Any) -> list[Any]:
@@ -138,7 +186,7 @@ def _async_client_for_running_loop(model: Any, kind: str) -> None:
     import asyncio
     import weakref
 
-    if model.http_async_client is not None or model.async_client is None:
+    if model.http_async_client is not None or model.async_client is None or not uses_sdk(model):
         return
     loop = asyncio.get_running_loop()
     ref = model._module_ai_loop  # weak reference to the loop the current async client belongs to
@@ -174,7 +222,9 @@ def build_chat(cfg: ModelConfig, registry: Any, path: str | None) -> BaseChatMod
     body = thinking_body(cfg)
     if body:
         kwargs["extra_body"] = body
-    kwargs.update(cfg.options)
+    kwargs.update(checked_options(cfg, path))
+    if cfg.transport == "httpx":
+        kwargs.update(httpx_clients(cfg, kwargs, "/chat/completions"))
     model = cls(**kwargs)
     return model.bind_module_ai(cfg, path)
 
@@ -192,14 +242,12 @@ def _embeddings_class():
 
             def _embed_batch(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
                 response = self.client.create(input=texts, **self._invocation_params)
-                data = response if isinstance(response, dict) else response.model_dump()
-                return _vectors_and_tokens(data)
+                return _vectors_and_tokens(self, response)
 
             async def _aembed_batch(self, texts: list[str]) -> tuple[list[list[float]], int | None]:
                 _async_client_for_running_loop(self, "embeddings")
                 response = await self.async_client.create(input=texts, **self._invocation_params)
-                data = response if isinstance(response, dict) else response.model_dump()
-                return _vectors_and_tokens(data)
+                return _vectors_and_tokens(self, response)
 
         _EmbClass = OpenAICompatibleEmbeddings
     return _EmbClass
@@ -208,8 +256,19 @@ def _embeddings_class():
 _EmbClass = None
 
 
-def _vectors_and_tokens(data: dict) -> tuple[list[list[float]], int | None]:
-    rows = sorted(data["data"], key=lambda r: r.get("index", 0))
+def _vectors_and_tokens(model: Any, response: Any) -> tuple[list[list[float]], int | None]:
+    if isinstance(response, (str, bytes)):  # the SDK hands back the text of a non-JSON 200
+        raise not_json(model.module_ai_config, f"{model.openai_api_base}/embeddings", response)
+    data = response if isinstance(response, dict) else response.model_dump()
+    rows = data.get("data")
+    if not isinstance(rows, list):
+        from module_ai.backends._http_errors import masked
+        from module_ai.errors import BackendError
+
+        raise BackendError(f"{masked(model.openai_api_base)}/embeddings answered without a 'data' list (keys "
+                           f"{sorted(data)[:6]}); is url an OpenAI-compatible embeddings API?",
+                           model=model.module_ai_config.display_name if model.module_ai_config else None)
+    rows = sorted(rows, key=lambda r: r.get("index", 0))
     usage = data.get("usage") or {}
     return [r["embedding"] for r in rows], usage.get("prompt_tokens") or usage.get("total_tokens")
 
@@ -229,7 +288,9 @@ def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None) -> Embed
     }
     if cfg.dimensions:
         kwargs["dimensions"] = cfg.dimensions
-    kwargs.update(cfg.options)
+    kwargs.update(checked_options(cfg, path))
+    if cfg.transport == "httpx":
+        kwargs.update(httpx_clients(cfg, kwargs, "/embeddings"))
     return cls(**kwargs).bind_module_ai(cfg, path)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
-        if retry_after is not None:
+        if retry_after is not None and math.isfinite(retry_after):  # "nan"/"inf" headers: back off as usual
             return min(max(retry_after, 0.0), self.max_retry_after)
         base = min(self.initial * self.multiplier ** (attempt - 1), self.max_delay)
         return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))

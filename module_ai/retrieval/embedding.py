@@ -83,7 +83,7 @@ def embed_texts(
         model: model name used in the cache key.
         dimensions: expected vector size (``None``: whatever the model returns); part of the cache key.
         cache: the embedding cache, or ``None``.
-        batch_size: texts per ``embed_documents`` call (the model's ``max_batch``).
+        batch_size: texts per ``embed_documents`` call (a registry model's ``max_batch`` overrides it).
         max_concurrency: batches in flight at once (threads; the model's ``max_concurrency``).
         show_progress: show a tqdm bar over the texts that need embedding.
 
@@ -98,7 +98,7 @@ def embed_texts(
     cached = cache.get_many(model, key_dims, hashes) if cache else {}
     todo = {h: t for h, t in zip(hashes, texts) if h not in cached}
     items = list(todo.items())
-    size = max(1, batch_size)
+    size = max(1, _max_batch_of(embeddings) or batch_size)  # the registry model's max_batch wins
     batches = [(i, items[i : i + size]) for i in range(0, len(items), size)]
     fresh: list[np.ndarray] = []  # one (len(items), d) matrix, allocated when the first batch arrives
 
@@ -141,3 +141,8 @@ def _gather(hashes: list[str], cached: dict[str, np.ndarray], items: list[tuple[
     row.update((h, len(cached) + i) for i, (h, _) in enumerate(items))
     combined = parts[0] if len(parts) == 1 else np.concatenate(parts)
     return combined[np.fromiter((row[h] for h in hashes), dtype=np.int64, count=len(hashes))]
+
+
+def _max_batch_of(embeddings: Any) -> int | None:
+    """The ``max_batch`` of a registry-built model (``None`` for other Embeddings)."""
+    return getattr(getattr(embeddings, "module_ai_config", None), "max_batch", None)

@@ -17,9 +17,12 @@ Fault for the k-th request (1-based, over all routes, counted from the last conf
 or reset()): `faults[k-1]` if `faults` is a list
 (None = ok), or `faults(k, path, body)` if callable, else `every=(N, name)` when k % N == 0.
 Fault names: "429" (with `Retry-After: retry_after`), "500", "502", "503", "408", "400", "401",
-"malformed" (200 with a truncated JSON body / a non-JSON SSE line), "drop" (stream: `drop_after` chunks then
+"malformed" (200 with a truncated JSON body / a non-JSON SSE line), "empty" (200, empty JSON body),
+"html" (200, an HTML page), "text" (200, text/plain that is not JSON), "cut" (stream: `drop_after` chunks,
+then the body ends cleanly with neither finish_reason nor [DONE]), "drop" (stream: `drop_after` chunks then
 the connection is aborted; non-stream: aborted before any response), "no_usage", "hang" (sleeps `hang_s`).
-stats()["statuses"] counts replies by status (0 = connection dropped); counts are final before the
+`connect_delay_ms` delays the first reply on each new TCP connection (a simulated TLS handshake);
+stats()["connections"] counts TCP connections accepted. stats()["statuses"] counts replies by status (0 = connection dropped); counts are final before the
 client sees the end of the reply. `latency_ms` is added to every request (before the reply); in-flight counting spans the whole request.
 """
 
@@ -58,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "embed_dims": 8,
     "model": "fault-model",
     "prompt_count": "words",
+    "connect_delay_ms": 0,
 }
 
 
@@ -96,6 +100,7 @@ class FaultServer:
         self._faults: Counter = Counter()
         self._timestamps: list[float] = []
         self._billed: Counter = Counter()
+        self._connections = 0
         self.requests: list[dict] = []
 
     def reset(self) -> None:
@@ -115,6 +120,7 @@ class FaultServer:
                 "paths": [r["path"] for r in self.requests],
                 "billed": {"prompt_tokens": self._billed["prompt_tokens"],
                            "completion_tokens": self._billed["completion_tokens"]},
+                "connections": self._connections,
             }
 
     @property
@@ -151,7 +157,12 @@ class FaultServer:
         self._loop.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self._lock:
+            self._connections += 1
+            delay = self.config["connect_delay_ms"]
         try:
+            if delay:
+                await asyncio.sleep(delay / 1000)
             while True:
                 line = await reader.readline()
                 if not line:
@@ -236,7 +247,7 @@ class FaultServer:
                 status = await self._error(w, 404, "not_found", f"no route {method} {path}")
         finally:
             self._finish(w, status)
-        return status not in (0,) and fault != "drop" and fault != "malformed"
+        return status not in (0,) and fault not in ("drop", "malformed")
 
     def _bill(self, usage: dict) -> None:
         with self._lock:
@@ -271,6 +282,16 @@ class FaultServer:
             w, status, {"error": {"message": msg, "type": typ, "code": str(status)}}, headers
         )
 
+    async def _glitch(self, w, fault: str) -> int:
+        """A 200 that is not what it claims: empty JSON, an HTML page, plain text."""
+        ctype, data = {"empty": ("application/json", b""),
+                       "html": ("text/html; charset=utf-8", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+                       "text": ("text/plain", b"upstream connect error")}[fault]
+        self._finish(w, 200)
+        w.write(f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        await w.drain()
+        return 200
+
     async def _chat(self, w, body: dict, cfg: dict, fault: str | None) -> int:
         msgs = body.get("messages") or []
         cap = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -284,6 +305,8 @@ class FaultServer:
         with_usage = cfg["usage"] and fault != "no_usage"
         finish = "length" if cap and cap < cfg["reply_tokens"] else "stop"
         base = {"id": f"chatcmpl-{self.count}", "created": int(time.time()), "model": body.get("model")}
+        if fault in ("empty", "html", "text"):
+            return await self._glitch(w, fault)
         if not body.get("stream"):
             if fault == "malformed":
                 return await self._send(w, 200, None, raw=b'{"id": "chatcmpl-x", "choices": [{"message": ')
@@ -325,6 +348,11 @@ class FaultServer:
                 self._finish(w, 0)
                 w.transport.abort()
                 return 0
+            if fault == "cut" and i >= cfg["drop_after"]:
+                self._finish(w, 200)
+                w.write(b"0\r\n\r\n")
+                await w.drain()
+                return 200
             if fault == "malformed" and i == 1:
                 await sse('{"id": "broken", "choices": [')
                 continue
@@ -348,6 +376,8 @@ class FaultServer:
         )
         if fault == "malformed":
             return await self._send(w, 200, None, raw=b'{"data": [{"embedding": [0.1, ')
+        if fault in ("empty", "html", "text"):
+            return await self._glitch(w, fault)
         dims = body.get("dimensions") or cfg["embed_dims"]
         data = []
         for i, item in enumerate(items):
