@@ -1,18 +1,20 @@
-"""The lean transport of ``server_type: openai``: pooled httpx clients, JSON and server-sent events parsed here.
+"""The lean transport of ``server_type: openai``: pooled httpx connections, JSON and SSE parsed here.
 
 LangChain's ``ChatOpenAI`` calls ``self.client.create(**payload)`` and
-``self.client.with_raw_response.create(**payload).parse()`` (and the async twins); the objects below
-offer that surface on httpx and return plain dicts (non-stream) or an iterator of chunk dicts, which
+``self.client.with_raw_response.create(**payload).parse()`` (and the async twins); the facades in
+:mod:`._http_stream` offer that surface on httpx and return plain dicts (non-stream) or an iterator of chunk dicts, which
 LangChain converts with its own code (``_create_chat_result``, ``_convert_chunk_to_generation_chunk``).
 Why not the SDK on the hot path: module_ai owns retries, errors, limits and usage already, the SDK's
 per-request and per-chunk model building is most of the client CPU, and its sync stream stops reading
 at ``[DONE]`` so the connection never goes back to the pool (one new TCP/TLS handshake per reply).
 
-- One ``httpx.Client`` per endpoint (URL, key, timeout) per process and one ``httpx.AsyncClient`` per
-  endpoint per event loop; keep-alive pool sized from ``max_concurrency``, idle connections kept
-  :data:`KEEPALIVE_S` seconds, timeouts from ``timeout``.
+- One ``httpx.HTTPTransport`` pool per endpoint (URL, key) per process and one
+  ``httpx.AsyncHTTPTransport`` per endpoint per event loop; keep-alive pool sized from
+  ``max_concurrency``, idle connections kept :data:`KEEPALIVE_S` seconds, timeouts from ``timeout``,
+  proxies from the environment.
 - Streams are read to the end (after ``[DONE]`` too) so the connection returns to the pool; a caller
-  that stops early gets the rest drained for up to :data:`DRAIN_S` seconds, else the connection closes.
+  that stops early gets the rest drained for up to ``_http_stream.DRAIN_S`` seconds, else the
+  connection closes.
 - HTTP errors are the SDK's own exception classes (``openai.BadRequestError`` ... with ``.status_code``,
   ``.response``, ``.body``), so ``module_ai.controls.retry`` treats both transports alike. A 200 that is empty
   (retried), HTML or not JSON, or a stream cut before ``finish_reason``/``[DONE]`` (retried before the
@@ -31,13 +33,10 @@ from typing import Any
 from module_ai.backends._http_errors import EmptyBodyError, api_error, connection_error, masked, status_error
 from module_ai.errors import BackendError
 
-__all__ = ["DRAIN_S", "KEEPALIVE_S", "Transport"]
+__all__ = ["KEEPALIVE_S", "Transport"]
 
 KEEPALIVE_S = 30.0
 """Seconds an idle pooled connection is kept (providers close theirs after 60-75 s)."""
-DRAIN_S = 0.25
-"""Seconds spent reading the rest of a stream the caller left early, to keep its connection (about
-one TLS handshake: waiting longer costs more than a new connection)."""
 _MIN_POOL = 64
 _PASS = frozenset({"extra_body", "extra_headers", "extra_query", "timeout"})
 

@@ -7,13 +7,16 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from module_ai.backends._http import DRAIN_S, Transport
 from module_ai.backends._http_errors import api_error, stream_cut_error
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["AsyncCompletions", "AsyncStream", "Completions", "Stream"]
+DRAIN_S = 0.25
+"""Seconds spent reading the rest of a stream the caller left early, to keep its connection (about
+one TLS handshake: waiting longer costs more than a new connection)."""
+
+__all__ = ["DRAIN_S", "AsyncCompletions", "AsyncStream", "Completions", "RawResponse", "Stream"]
 
 
 class Completions:
@@ -23,7 +26,7 @@ class Completions:
         ``Completions(transport, "/chat/completions")`` is what ``ChatOpenAI.client`` is on this transport.
     """
 
-    def __init__(self, transport: Transport, path: str) -> None:
+    def __init__(self, transport: Any, path: str) -> None:
         self.transport, self.path = transport, path
 
     def create(self, **payload: Any) -> Any:
@@ -73,7 +76,7 @@ class _AsyncRawCreate(_RawCreate):
 class _StreamBase:
     """Shared state of a stream: which end markers were seen."""
 
-    def __init__(self, transport: Transport, response: Any) -> None:
+    def __init__(self, transport: Any, response: Any) -> None:
         self.transport, self.response = transport, response
         self.response_headers = response.headers
         self.done = self.finished = self.closing = False
@@ -116,7 +119,7 @@ class _StreamBase:
 class Stream(_StreamBase):
     """Iterator of chunk dicts; a context manager whose exit drains the body (see module docstring)."""
 
-    def __init__(self, transport: Transport, response: Any) -> None:
+    def __init__(self, transport: Any, response: Any) -> None:
         super().__init__(transport, response)
         self._raw = response.iter_bytes()
 
@@ -157,7 +160,7 @@ _draining: set = set()  # strong references to running drain tasks
 class AsyncStream(_StreamBase):
     """Async twin of :class:`Stream`."""
 
-    def __init__(self, transport: Transport, response: Any) -> None:
+    def __init__(self, transport: Any, response: Any) -> None:
         super().__init__(transport, response)
         self._raw = response.aiter_bytes()
         self._drain: Any = None

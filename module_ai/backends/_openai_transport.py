@@ -77,7 +77,7 @@ def _cut(model: Any) -> Exception:
                                   "finish_reason: the answer was cut")
 
 
-def not_json(cfg: ModelConfig, url: str, text: str | bytes):
+def not_json(cfg: ModelConfig, url: str, text: str | bytes) -> Exception:
     from module_ai.backends._http_errors import masked
     from module_ai.errors import BackendError
 
