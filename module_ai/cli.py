@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 
+from module_ai._redact import printable
 from module_ai.errors import ModuleAIError
 
 __all__ = ["COMMANDS", "main"]
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ModuleAIError as exc:
-        sys.stderr.write(f"module-ai: error: {exc}\n")
+        sys.stderr.write(f"module-ai: error: {printable(str(exc))}\n")  # one line, no terminal escapes
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("module-ai: interrupted\n")

@@ -7,7 +7,6 @@ network I/O; API keys stay unresolved references until a model is built.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -23,14 +22,18 @@ from pydantic import (
     model_validator,
 )
 
+from module_ai._redact import redact_url, split_url_credentials
 from module_ai.errors import ConfigError, MissingAPIKeyError
 
-__all__ = ["SERVER_TYPES", "ModelConfig", "load_config_file", "resolve_env"]
+__all__ = ["SERVER_TYPES", "ModelConfig", "load_config_file", "redact_url", "resolve_env"]
 
 SERVER_TYPES = ("openai", "ollama", "llamacpp", "local")
 THINKING_STYLES = ("enable_thinking", "chat_template_kwargs", "none")
 CAPABILITIES = ("vision", "audio", "video", "tools", "json")
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+MAX_TIMEOUT = 7 * 24 * 3600.0
+"""Largest ``timeout`` accepted (a week): larger values overflow the timers they are handed to."""
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -47,7 +50,7 @@ class ModelConfig(BaseModel):
         60.0
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # --- seed fields -------------------------------------------------------------------------
     model_type: Literal["chat", "embedding", "rerank"]
@@ -60,7 +63,7 @@ class ModelConfig(BaseModel):
     input_tokens: int | None = Field(default=None, ge=0)
     out_tokens: int | None = Field(default=None, ge=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
-    timeout: float = Field(default=60.0, gt=0)
+    timeout: float = Field(default=60.0, gt=0, le=MAX_TIMEOUT)
     no_think: bool = False
 
     # --- optional fields -----------------------------------------------------------------------
@@ -97,8 +100,17 @@ class ModelConfig(BaseModel):
         if _ENV_REF.search(value):
             return value
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"'{value}' is not an http(s) URL; write it like https://host/v1")
+            raise ValueError(f"'{redact_url(value)}' is not an http(s) URL; write it like https://host/v1")
         return value.rstrip("/")
+
+    @field_validator("pay_in", "pay_out", "input_tokens", "out_tokens", "temperature", "timeout", "price_unit",
+                     "thinking_budget", "max_batch", "dimensions", "max_concurrency", "rpm", "tpm", "max_retries",
+                     "max_documents", "max_request_tokens", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"{str(value).lower()} is a boolean; write a number")  # noqa: TRY004 - pydantic wants ValueError
+        return value
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -112,6 +124,9 @@ class ModelConfig(BaseModel):
                 f"out_tokens ({self.out_tokens}) is larger than input_tokens ({self.input_tokens}), the "
                 "context window; lower out_tokens"
             )
+        if self.url and self.api_key is not None and split_url_credentials(self.url)[1] is not None:
+            raise ValueError("url carries user:password@ and api_key is set: only one Authorization can be sent; "
+                             "keep api_key (Bearer) and remove the credentials from the url, or drop api_key")
         if self.server_type in ("openai",) and not self.url and self.rerank_style not in (
             "embedding", "llm", "cross_encoder"
         ):
@@ -124,10 +139,37 @@ class ModelConfig(BaseModel):
         return self.name or self.model
 
     def resolved_url(self, path: str | None = None) -> str | None:
-        """The URL with ``${VAR}`` references expanded."""
+        """The URL with ``${VAR}`` references expanded and any ``user:password@`` removed.
+
+        Credentials in the URL are sent as an ``Authorization: Basic`` header instead (see
+        :meth:`resolved_authorization`), so they never reach SDK objects, logs or error messages.
+        """
         if self.url is None:
             return None
-        return resolve_env(self.url, path=path, model=self.display_name, field="url")
+        return split_url_credentials(resolve_env(self.url, path=path, model=self.display_name, field="url"))[0]
+
+    def resolved_authorization(self, path: str | None = None) -> str | None:
+        """The ``Authorization`` header value: ``Bearer <api_key>``, else ``Basic`` from the URL's
+        ``user:password@``, else ``None``. A config with both is refused (a ConfigError)."""
+        import base64
+
+        key = self.resolved_api_key(path)
+        url = resolve_env(self.url, path=path, model=self.display_name, field="url") if self.url else ""
+        userinfo = split_url_credentials(url)[1]
+        if key and userinfo is not None:
+            raise ConfigError("url carries user:password@ and api_key is set: only one Authorization can be "
+                              "sent; remove one of them", path=path, model=self.display_name, field="url")
+        if key:
+            return f"Bearer {key}"
+        if userinfo is not None:
+            from urllib.parse import unquote
+
+            return "Basic " + base64.b64encode(unquote(userinfo).encode()).decode()
+        return None
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, (redact_url(value) if key == "url" else value)
 
     def resolved_api_key(self, path: str | None = None) -> str | None:
         """The API key with ``${VAR}`` / ``${VAR:-default}`` expanded (call only when building)."""
@@ -139,6 +181,7 @@ class ModelConfig(BaseModel):
     def public_dict(self) -> dict[str, Any]:
         """The config as plain data with the key masked (safe to print or save)."""
         data = self.model_dump(mode="json", exclude_defaults=False)
+        data["url"] = redact_url(data.get("url"))
         if self.api_key is not None:
             raw = self.api_key.get_secret_value()
             data["api_key"] = raw if _ENV_REF.fullmatch(raw) else "**********"
@@ -189,9 +232,11 @@ def load_config_file(path: str | Path) -> dict[str, ModelConfig]:
     Raises:
         ConfigError: unreadable file, bad syntax, unknown keys, wrong types or impossible values.
     """
+    from module_ai._config_read import entries_of
+
     path = Path(path)
     raw = _read_structured(path)
-    entries = _entries_of(raw, path)
+    entries = entries_of(raw, path)
     return {name: parse_config(data, name=name, path=str(path)) for name, data in entries}
 
 
@@ -231,37 +276,6 @@ def _config_error(exc: ValidationError, *, name: str, path: str | None, data: di
 
 
 def _read_structured(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror}", path=str(path)) from exc
-    if path.suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"invalid JSON: {exc}; fix the syntax", path=str(path)) from None
-    import yaml
+    from module_ai._config_read import read_structured
 
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}; fix the syntax", path=str(path)) from None
-
-
-def _entries_of(raw: Any, path: Path) -> list[tuple[str, Any]]:
-    if isinstance(raw, dict) and "models" in raw:
-        models = raw["models"]
-        if isinstance(models, dict):
-            return list(models.items())
-        raw = models
-    if isinstance(raw, list):
-        entries = []
-        for i, item in enumerate(raw):
-            if not isinstance(item, dict) or not item.get("name"):
-                raise ConfigError(f"list entry {i} needs a 'name' field", path=str(path), field="name")
-            entries.append((item["name"], {k: v for k, v in item.items() if k != "name"}))
-        return entries
-    if isinstance(raw, dict):
-        name = raw.get("name") or path.stem
-        return [(name, {k: v for k, v in raw.items() if k != "name"})]
-    raise ConfigError("a config file must hold a mapping or a list of mappings", path=str(path))
+    return read_structured(path)

@@ -72,7 +72,12 @@ class ModuleAIError(Exception):
             where.append(f"model '{self.model}'")
         if self.field:
             where.append(f"field '{self.field}'")
-        return f"{': '.join(where)}: {self.message}" if where else self.message
+        text = f"{': '.join(where)}: {self.message}" if where else self.message
+        if "@" in text:  # never show the password of a scheme://user:password@host URL
+            from module_ai._redact import redact_url
+
+            text = redact_url(text) or text
+        return text
 
 
 class ConfigError(ModuleAIError):

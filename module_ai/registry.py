@@ -196,7 +196,7 @@ def load_registry(path: str | os.PathLike[str] | None = None, *, builtin: bool =
             "config path does not exist; pass a folder of *.json/*.yaml model configs or set MODULE_AI_CONFIG",
             path=str(root),
         )
-    files = [root] if root.is_file() else sorted(p for p in root.iterdir() if p.suffix in CONFIG_SUFFIXES)
+    files = _config_files(root)
     configs: dict[str, ModelConfig] = {}
     sources: dict[str, str] = {}
     for file in files:
@@ -209,7 +209,37 @@ def load_registry(path: str | os.PathLike[str] | None = None, *, builtin: bool =
                     field="name",
                 )
             configs[name], sources[name] = cfg, str(file)
-    return _with_builtin(configs, sources) if builtin else Registry(configs, sources)
+    registry = _with_builtin(configs, sources) if builtin else Registry(configs, sources)
+    _check_fallback_cycles(registry)
+    return registry
+
+
+def _config_files(root: Path) -> list[Path]:
+    """The config files of a folder (sub-folders ignored), or ``[root]`` for anything else (checked on read)."""
+    if not root.is_dir():
+        return [root]
+    try:
+        return sorted(p for p in root.iterdir() if p.suffix in CONFIG_SUFFIXES and not p.is_dir())
+    except OSError as exc:
+        raise ConfigError(f"cannot list the config folder: {exc.strerror or exc}", path=str(root)) from exc
+
+
+def _check_fallback_cycles(registry: Registry) -> None:
+    """Refuse a model that falls back to itself, directly or through other models."""
+    for start in registry.names():
+        path, todo = [start], [(start, iter(registry.config(start).fallbacks))]
+        while todo:
+            _, children = todo[-1]
+            child = next(children, None)
+            if child is None:
+                todo.pop()
+                path.pop()
+            elif child in path:
+                raise ConfigError(f"fallbacks form a cycle: {' -> '.join([*path[path.index(child):], child])}; "
+                                  "remove one of them", path=registry.source(start), model=start, field="fallbacks")
+            elif child in registry:
+                path.append(child)
+                todo.append((child, iter(registry.config(child).fallbacks)))
 
 
 def _with_builtin(configs: dict[str, ModelConfig], sources: dict[str, str]) -> Registry:

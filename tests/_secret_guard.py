@@ -1,7 +1,7 @@
 """Session-wide audit material: every log record and every ModuleAIError message of the test run.
 
 Registered from conftest.py; `tests/test_zz_secret_audit.py` (collected last) asserts that the test
-API key appears in none of them.
+API key and the URL password appear in none of them.
 """
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 
 from module_ai import errors
+
+URL_PASSWORD = "urlpw-0123456789abcdef"
+"""The password tests put in URLs (https://bob:URL_PASSWORD@host); audited like the API key."""
 
 LOG_LINES: list[str] = []
 ERROR_MESSAGES: list[str] = []

@@ -39,7 +39,7 @@ MALFORMED = {
 
 
 def test_corpus_is_complete():
-    assert sorted(p.name for p in BAD.iterdir()) == sorted(MALFORMED)
+    assert sorted(p.name for p in BAD.iterdir() if p.is_file()) == sorted(MALFORMED)  # hostile/: test_config_hostile
 
 
 @pytest.mark.parametrize("filename", sorted(MALFORMED))

@@ -225,4 +225,6 @@ def test_failed_commit_keeps_last_state(kb, docs_dir, tmp_path, emb, monkeypatch
     calls = emb.document_calls
     report = reopened.add_paths(docs_dir)
     assert report.added == [str(docs_dir / "extra.txt")] and emb.document_calls == calls  # cached
-    assert sorted(p.name for p in (tmp_path / "kb").iterdir() if p.name.startswith(("gen-", ".tmp"))) == ["gen-000002"]  # the uncommitted gen-000002 was replaced
+    # the uncommitted gen-000002 is gone (its name is never reused); the replaced gen-000001 stays for readers
+    assert sorted(p.name for p in (tmp_path / "kb").iterdir() if p.name.startswith(("gen-", ".tmp"))) == [
+        "gen-000001", "gen-000003"]

@@ -48,4 +48,7 @@ def test_no_log_record_or_error_of_the_suite_contains_the_key():
     leaked_errors = [m for m in _secret_guard.ERROR_MESSAGES if TEST_API_KEY in m]
     assert not leaked_logs, leaked_logs[:3]
     assert not leaked_errors, leaked_errors[:3]
+    url_password = _secret_guard.URL_PASSWORD  # tests/test_url_credentials.py puts it in URLs
+    assert not [line for line in _secret_guard.LOG_LINES if url_password in line]
+    assert not [m for m in _secret_guard.ERROR_MESSAGES if url_password in m]
     assert len(_secret_guard.LOG_LINES) > 0

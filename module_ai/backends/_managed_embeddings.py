@@ -28,18 +28,25 @@ class ManagedEmbeddingsMixin(_ModuleAIFields):
     """
 
     def embed_documents(self, texts: list[str], chunk_size: int | None = None, **_: Any) -> list[list[float]]:
+        """Embed ``texts``; if some batches fail, the others are still returned inside the error.
+
+        Raises:
+            BackendError: a batch failed after retries; ``exc.partial_vectors`` holds one entry per input
+                (``None`` where its batch failed) and ``exc.failed_inputs`` the failed input indices.
+        """
         from langchain_core.runnables.config import ContextThreadPoolExecutor
 
         batches = self._batches(texts, chunk_size)
         workers = self._concurrency()
         if workers == 1 or len(batches) <= 1:
-            results = [self._timed_batch(b) for b in batches]
+            results = [_outcome(self._timed_batch, b) for b in batches]
         else:
             with ContextThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-                results = list(pool.map(self._timed_batch, batches))
-        return [vector for batch in results for vector in batch]
+                results = list(pool.map(lambda b: _outcome(self._timed_batch, b), batches))
+        return self._combine(batches, results)
 
     async def aembed_documents(self, texts: list[str], chunk_size: int | None = None, **_: Any) -> list[list[float]]:
+        """Async :meth:`embed_documents` (same partial-result error; every batch's usage is counted)."""
         import asyncio
 
         semaphore = asyncio.Semaphore(self._concurrency())
@@ -58,8 +65,38 @@ class ManagedEmbeddingsMixin(_ModuleAIFields):
                 self._emit_batch(batch, tokens, call)
                 return vectors
 
-        results = await asyncio.gather(*(one(b) for b in self._batches(texts, chunk_size)))
-        return [vector for batch in results for vector in batch]
+        batches = self._batches(texts, chunk_size)
+        results = await asyncio.gather(*(one(b) for b in batches), return_exceptions=True)  # all finish
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, Exception):
+                raise r  # CancelledError, KeyboardInterrupt: not a batch failure
+        return self._combine(batches, results)
+
+    def _combine(self, batches: list[list[str]], results: list[Any]) -> list[list[float]]:
+        """Flatten batch results; if any batch failed, raise its error carrying the good vectors."""
+        failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+        if not failed:
+            return [vector for batch in results for vector in batch]
+        from module_ai.errors import BackendError
+
+        partial: list[Any] = []
+        bad: list[int] = []
+        for batch, result in zip(batches, results):
+            if isinstance(result, BaseException):
+                bad.extend(range(len(partial), len(partial) + len(batch)))
+                partial.extend([None] * len(batch))
+            else:
+                partial.extend(result)
+        first = results[failed[0]]
+        if len(batches) == 1:  # nothing to keep: the batch's own error, unchanged
+            raise first
+        cfg = self.module_ai_config
+        reason = first.message if isinstance(first, BackendError) else f"{type(first).__name__}: {first}"
+        error = BackendError(f"{len(failed)} of {len(batches)} embedding batches failed (inputs {_spans(bad)}); "
+                             f"the {len(partial) - len(bad)} other vectors are in exc.partial_vectors. "
+                             f"First failure: {reason}", model=cfg.display_name if cfg else None)
+        error.partial_vectors, error.failed_inputs = partial, bad
+        raise error from first
 
     def embed_query(self, text: str, **_: Any) -> list[float]:
         return self.embed_documents([text])[0]
@@ -107,3 +144,22 @@ class ManagedEmbeddingsMixin(_ModuleAIFields):
         finally:
             if exc is None:
                 call.finish(0, count)
+
+
+def _outcome(fn: Any, batch: list[str]) -> Any:
+    """``fn(batch)``, or the exception it raised (so one failed batch does not hide the others)."""
+    try:
+        return fn(batch)
+    except Exception as exc:  # noqa: BLE001 - returned, then raised with the other batches' results
+        return exc
+
+
+def _spans(indices: list[int]) -> str:
+    """``[0, 1, 2, 7]`` -> ``"0-2, 7"``."""
+    spans: list[list[int]] = []
+    for i in indices:
+        if spans and spans[-1][1] == i - 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)

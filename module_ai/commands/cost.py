@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,17 @@ def run_cost(args: Any) -> int:
     if not Path(path).expanduser().is_file():
         raise ModuleAIError("usage log not found; check the path", path=path)
     since = _since(args.since)
-    records = [r for r in read_usage_log(path)
+    skipped: list[str] = []
+    try:
+        every = list(read_usage_log(path, skipped))
+    except OSError as exc:
+        raise ModuleAIError(f"cannot read the usage log: {exc.strerror or exc}", path=path) from exc
+    if skipped and not every:
+        raise ModuleAIError(f"not a usage log: none of its {len(skipped)} lines is a call record (first: "
+                            f"{skipped[0]}); pass the file written by track_usage(log_path=...)", path=path)
+    if skipped:
+        sys.stderr.write(f"module-ai: warning: {path}: skipped {len(skipped)} unreadable lines ({skipped[0]})\n")
+    records = [r for r in every
                if (not args.model or r.model in args.model) and (since is None or r.timestamp >= since)]
     by_model, total = summarize(records)
     stamps = [r.timestamp for r in records if r.timestamp]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
+from module_ai.commands import read_utf8
 from module_ai.errors import ConfigError
 from module_ai.registry import load_registry
 
@@ -26,11 +25,7 @@ def register(subparsers: Any) -> None:
 def _texts(args: Any) -> list[str]:
     texts = list(args.texts)
     if args.file:
-        stream = sys.stdin if args.file == "-" else None
-        try:
-            content = stream.read() if stream else Path(args.file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read {args.file}: {exc.strerror}", field="--file") from None
+        content = read_utf8(args.file, "texts file", "--file")
         texts += [line for line in content.splitlines() if line.strip()]
     if not texts:
         raise ConfigError("nothing to embed: give TEXT arguments or --file", field="texts")

@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+from module_ai._redact import printable, redact_url
 from module_ai.registry import load_registry
 
 __all__ = ["models_table", "register"]
@@ -27,9 +28,10 @@ def register(subparsers: Any) -> None:
 
 def _row(name: str, cfg: Any) -> dict[str, Any]:
     price = f"{cfg.pay_in:g}/{cfg.pay_out:g} {cfg.currency} per {cfg.price_unit:,}"
-    return {"name": name, "model_type": cfg.model_type, "server_type": cfg.server_type, "model": cfg.model,
-            "url": cfg.url or "", "input_tokens": cfg.input_tokens or "", "out_tokens": cfg.out_tokens or "",
-            "price": price}
+    row = {"name": name, "model_type": cfg.model_type, "server_type": cfg.server_type, "model": cfg.model,
+           "url": redact_url(cfg.url) or "", "input_tokens": cfg.input_tokens or "", "out_tokens": cfg.out_tokens or "",
+           "price": price}
+    return {k: printable(str(v)) for k, v in row.items()}
 
 
 def models_table(rows: list[dict[str, Any]]) -> str:
@@ -45,7 +47,7 @@ def run_models(args: Any) -> int:
     names = reg.names(args.type)
     if args.json:
         data = [{**reg.config(n).public_dict(), "name": n, "source": reg.source(n)} for n in names]
-        print(json.dumps(data, ensure_ascii=False, indent=2))
+        print(printable(json.dumps(data, ensure_ascii=False, indent=2), multiline=True))
     else:
         print(models_table([_row(n, reg.config(n)) for n in names]))
     return 0

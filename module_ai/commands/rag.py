@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from module_ai._redact import printable
 from module_ai.errors import ConfigError
 from module_ai.registry import load_registry
 
@@ -112,6 +113,8 @@ def run_index(args: Any) -> int:
     report = getattr(kb, "last_report", None)
     print(f"indexed {stats['chunks']} chunks from {stats['sources']} sources into {args.kb}"
           + (f" ({report})" if report else ""))
+    for path, why in (getattr(report, "skipped", None) or {}).items():
+        print(f"skipped {printable(path)}: {printable(why)}")
     return 0
 
 

@@ -7,10 +7,9 @@ skipped, ``-`` for standard input); ``index`` in the output is the position in t
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
+from module_ai.commands import read_utf8
 from module_ai.errors import ConfigError
 from module_ai.registry import load_registry
 
@@ -36,10 +35,7 @@ def read_documents(docs: list[str], file: str | None) -> list[str]:
     """The documents of the command line: arguments, then the lines of ``file``."""
     out = list(docs)
     if file:
-        try:
-            text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read documents file: {exc.strerror}", path=file) from exc
+        text = read_utf8(file, "documents file", "--file")
         out += [line.strip() for line in text.splitlines() if line.strip()]
     return out
 

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from module_ai._redact import redact_url
 from module_ai.controls.budget_bounds import note_real_input
 from module_ai.controls.limits import ModelLimiter, check_context
 from module_ai.controls.retry import backend_error, classify
@@ -85,7 +86,7 @@ class ManagedCall:
         self._slot: Any = None
         self._held = False
         self._t0 = self.start
-        self._url = cfg.url
+        self._url = redact_url(cfg.url)
 
     # ---- admission ------------------------------------------------------------------------------
     def _admit(self) -> None:

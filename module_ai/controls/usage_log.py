@@ -7,11 +7,13 @@ and read by ``module-ai cost``. Dependency-free (stdlib only).
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from module_ai.controls.events import CallRecord, add_listener
 
@@ -74,16 +76,51 @@ def _start_shared_ledger() -> None:
         _ledger_on = True
 
 
-def read_usage_log(path: str | os.PathLike) -> Iterable[CallRecord]:
-    """Yield the records of a JSONL usage log (unknown keys are kept in ``extra``; bad lines skipped)."""
+_NUMBER = (int, float)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "kind": (str,), "input_tokens": (int,), "output_tokens": (int,), "reasoning_tokens": (int,),
+    "estimated": (bool,), "cost": _NUMBER, "currency": (str,), "latency_s": _NUMBER, "ttft_s": (*_NUMBER, type(None)),
+    "attempts": (int,), "error": (str, type(None)), "timestamp": _NUMBER, "extra": (dict, type(None)),
+}
+
+
+def _problem(data: Any) -> str | None:
+    """Why a parsed log line is not a usable CallRecord (``None`` if it is)."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    if "model" not in data:
+        return "no 'model' field"
+    for key, types in _FIELD_TYPES.items():
+        value = data.get(key)
+        if key not in data:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"field {key!r} is {type(value).__name__}" if value is not None else f"field {key!r} is null"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"field {key!r} is not finite"
+    return None
+
+
+def read_usage_log(path: str | os.PathLike, skipped: list[str] | None = None) -> Iterable[CallRecord]:
+    """Yield the records of a JSONL usage log (unknown keys are kept in ``extra``).
+
+    Lines that are not UTF-8 JSON objects with well-typed fields (a truncated last line, a null or a
+    string where a number belongs) are skipped; ``skipped`` (if given) receives ``"line N: why"``.
+    """
     known = {f.name for f in fields(CallRecord)}
-    with Path(path).expanduser().open(encoding="utf-8") as handle:
-        for line in handle:
+    with Path(path).expanduser().open(encoding="utf-8", errors="replace") as handle:  # binary lines: skipped
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
             try:
                 data = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(data, dict) or "model" not in data:
+            except (ValueError, RecursionError):
+                problem: str | None = "not JSON"
+            else:
+                problem = _problem(data)
+            if problem is not None:
+                if skipped is not None:
+                    skipped.append(f"line {number}: {problem}")
                 continue
             extra = {k: v for k, v in data.items() if k not in known}
             record = CallRecord(**{k: v for k, v in data.items() if k in known})

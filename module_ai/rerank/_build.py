@@ -92,8 +92,10 @@ def _http(cfg: ModelConfig, style: str, registry: Any, path: str | None):
         right = f"{base}/api/v1" if style == "dashscope" else f"{base}/compatible-api/v1"
         raise fail(f"'{url}' is the chat/embeddings base; DashScope rerank ({style}) lives under {right}", "url")
     key = cfg.resolved_api_key(path)
+    auth = cfg.resolved_authorization(path)
     return HTTPReranker(
         model=cfg.model, url=url, api_key=key, style=style, timeout=cfg.timeout,
+        authorization=auth if auth and auth.startswith("Basic ") else None,
         max_documents=cfg.max_documents, max_request_tokens=cfg.max_request_tokens,
         max_concurrency=cfg.max_concurrency or 4, max_retries=cfg.max_retries, instruct=cfg.instruct,
         score_scale=scale, extra_body=cfg.options.get("extra_body") or {}, module_ai_config=cfg,

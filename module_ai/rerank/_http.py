@@ -52,6 +52,8 @@ class HTTPReranker(BaseReranker):
     url: str
     """API base URL; the endpoint is ``url + style path`` (see :mod:`module_ai.rerank._styles`)."""
     api_key: SecretStr | None = None
+    authorization: SecretStr | None = Field(default=None, repr=False)
+    """A whole ``Authorization`` value (Basic auth from the URL's ``user:password@``); wins over api_key."""
     style: str = "cohere"
     timeout: float = Field(default=60.0, gt=0)
     max_documents: int | None = Field(default=None, gt=0)
@@ -100,7 +102,9 @@ class HTTPReranker(BaseReranker):
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        if self.api_key is not None and self.api_key.get_secret_value():
+        if self.authorization is not None:
+            headers["Authorization"] = self.authorization.get_secret_value()
+        elif self.api_key is not None and self.api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
         return headers
 

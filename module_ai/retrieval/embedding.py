@@ -103,7 +103,11 @@ def embed_texts(
     fresh: list[np.ndarray] = []  # one (len(items), d) matrix, allocated when the first batch arrives
 
     def run(batch: tuple[int, list[tuple[str, str]]]) -> tuple[tuple[int, list[tuple[str, str]]], np.ndarray]:
-        vecs = embeddings.embed_documents([t for _, t in batch[1]])
+        try:
+            vecs = embeddings.embed_documents([t for _, t in batch[1]])
+        except Exception as exc:  # keep what the model did embed (and bill): the rerun reuses it
+            _cache_partial(exc, batch[1], cache, model, key_dims, dimensions)
+            raise
         return batch, _as_matrix(vecs, len(batch[1]), dimensions)
 
     def store(batch: tuple[int, list[tuple[str, str]]], mat: np.ndarray) -> None:
@@ -123,6 +127,17 @@ def embed_texts(
         else:
             _run_concurrently(run, store, batches, max_concurrency, bar)
     return _gather(hashes, cached, items, fresh[0] if fresh else None, key_dims, model), len(items)
+
+
+def _cache_partial(exc: Exception, batch: list[tuple[str, str]], cache: EmbeddingCache | None, model: str,
+                   key_dims: int, dimensions: int | None) -> None:
+    """Cache the vectors a failed call still returned (``exc.partial_vectors``, None where it failed)."""
+    partial = getattr(exc, "partial_vectors", None)
+    if cache is None or not partial or len(partial) != len(batch):
+        return
+    good = [(h, v) for (h, _), v in zip(batch, partial) if v is not None]
+    if good:
+        cache.put_many(model, key_dims, [h for h, _ in good], _as_matrix([v for _, v in good], len(good), dimensions))
 
 
 def _gather(hashes: list[str], cached: dict[str, np.ndarray], items: list[tuple[str, str]],

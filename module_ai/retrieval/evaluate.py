@@ -53,8 +53,13 @@ def load_beir(dataset_dir: str | Path) -> tuple[dict[str, dict[str, str]], dict[
             for row in csv.DictReader(fh, delimiter="\t"):
                 if float(row["score"]) > 0:
                     qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = float(row["score"])
-    except (OSError, KeyError, ValueError) as exc:
-        raise KnowledgeBaseError(f"not a BEIR-layout set ({exc})", path=str(root)) from exc
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise KnowledgeBaseError(f"not a BEIR-layout set ({type(exc).__name__}: {exc})", path=str(root)) from exc
+    judged = sum(1 for q in qrels if q in queries)
+    if not corpus or not judged:
+        raise KnowledgeBaseError(f"the evaluation set is empty ({len(corpus)} documents, {judged} queries with "
+                                 "judgments in qrels.tsv); fill corpus.jsonl, queries.jsonl and qrels.tsv",
+                                 path=str(root))
     return corpus, queries, qrels
 
 

@@ -9,6 +9,7 @@ gives one Document per page with ``page`` (1-based). HTML, PDF and DOCX parsers 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from langchain_core.documents import Document
 
-__all__ = ["SUPPORTED_SUFFIXES", "iter_files", "load_documents", "load_file"]
+__all__ = ["SUPPORTED_SUFFIXES", "iter_files", "load_documents", "load_file", "normalize_path", "scan_folder"]
 
 _TEXT = (".txt", ".text", ".rst", ".log", ".csv", ".json", ".jsonl")
 _MARKDOWN = (".md", ".markdown", ".mdx")
@@ -162,7 +163,7 @@ def load_file(path: str | Path, *, encoding: str = "utf-8") -> list[Document]:
     """
     from module_ai.errors import KnowledgeBaseError
 
-    p = Path(path).resolve()
+    p = normalize_path(path)
     if not p.is_file():
         raise KnowledgeBaseError("no such file", path=str(path))
     loader = _LOADERS.get(p.suffix.lower())
@@ -173,16 +174,98 @@ def load_file(path: str | Path, *, encoding: str = "utf-8") -> list[Document]:
     return loader(p, encoding)
 
 
-def iter_files(folder: str | Path) -> list[Path]:
-    """Return the supported files under ``folder`` (recursive, sorted, hidden entries skipped)."""
-    root = Path(folder).resolve()
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in _LOADERS
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+def normalize_path(path: str | Path) -> Path:
+    """Absolute path with its folders resolved but its last component kept (a link stays the link).
+
+    The source of a document reached through a symbolic link is the link's path, so editing or
+    removing the link updates the index.
+
+    Raises:
+        KnowledgeBaseError: the folders form a symbolic-link loop.
+    """
+    from module_ai.errors import KnowledgeBaseError
+
+    p = Path(os.path.abspath(path))
+    try:
+        return p.parent.resolve() / p.name if p.name else p.resolve()
+    except (RuntimeError, OSError) as exc:  # RuntimeError: "Symlink loop" before Python 3.13
+        raise KnowledgeBaseError(f"symbolic-link loop ({exc}); remove the looping link", path=str(path)) from exc
+
+
+def _link_target(p: Path) -> Path | str:
+    """The resolved target of a link, or why it cannot be followed."""
+    try:
+        return p.resolve(strict=True)
+    except RuntimeError:
+        return "symbolic-link loop"
+    except OSError as exc:
+        return "symbolic-link loop" if exc.errno == 40 else f"broken symbolic link ({exc.strerror})"
+
+
+def _walk(folder: Path, root: Path, follow: bool, seen: set[Path], files: list[Path], skipped: dict[str, str]) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        skipped[str(folder)] = f"cannot list the folder ({exc.strerror})"
+        return
+    for entry in entries:
+        p = Path(entry.path)
+        if entry.name.startswith("."):
+            continue
+        target: Path | str = p
+        if entry.is_symlink():
+            target = _link_target(p)
+            if isinstance(target, str):
+                skipped[str(p)] = target
+                continue
+            if not follow and not target.is_relative_to(root):
+                skipped[str(p)] = (f"symbolic link to {target}, outside the indexed folder (not followed; "
+                                   "pass follow_symlinks=True to index it)")
+                continue
+        if target.is_dir():
+            real = target if entry.is_symlink() else p.resolve()
+            if real in seen:
+                skipped[str(p)] = f"symbolic-link loop or a second path to {real} (scanned once)"
+            elif entry.is_symlink() and target.is_relative_to(root):
+                skipped[str(p)] = f"link to a folder inside the indexed folder (indexed at {target})"
+            else:
+                seen.add(real)
+                _walk(p, root, follow, seen, files, skipped)
+        elif p.suffix.lower() in _LOADERS:
+            if target.is_file():
+                files.append(p)
+            else:
+                skipped[str(p)] = "not a regular file (FIFO, device or socket)"
+
+
+def scan_folder(folder: str | Path, *, follow_symlinks: bool = False) -> tuple[list[Path], dict[str, str]]:
+    """The supported files under ``folder`` and the entries skipped, with the reason.
+
+    Hidden entries are ignored. Symbolic links are followed only inside ``folder`` unless
+    ``follow_symlinks``; a link to a folder inside ``folder`` is skipped (that folder is scanned at its
+    real path); loops, broken links and non-regular files are skipped and listed.
+
+    Raises:
+        KnowledgeBaseError: ``folder`` itself is a symbolic-link loop.
+    """
+    root = normalize_path(folder)
+    target = _link_target(root)
+    if isinstance(target, str):
+        from module_ai.errors import KnowledgeBaseError
+
+        raise KnowledgeBaseError(f"cannot index this folder: {target}", path=str(folder))
+    files: list[Path] = []
+    skipped: dict[str, str] = {}
+    _walk(target, target, follow_symlinks, {target}, files, skipped)
+    return sorted(files), skipped
+
+
+def iter_files(folder: str | Path, *, follow_symlinks: bool = False) -> list[Path]:
+    """Return the supported files under ``folder`` (recursive, sorted, hidden entries skipped).
+
+    See :func:`scan_folder` for symbolic links and what is skipped.
+    """
+    return scan_folder(folder, follow_symlinks=follow_symlinks)[0]
 
 
 def load_documents(path: str | Path, *, encoding: str = "utf-8") -> list[Document]:
@@ -201,7 +284,7 @@ def load_documents(path: str | Path, *, encoding: str = "utf-8") -> list[Documen
         >>> docs[0].metadata["heading"]  # doctest: +SKIP
         '安装 > Linux'
     """
-    p = Path(path)
+    p = normalize_path(path)
     if p.is_dir():
         return [doc for f in iter_files(p) for doc in load_file(f, encoding=encoding)]
     return load_file(p, encoding=encoding)

@@ -49,6 +49,8 @@ class UpdateReport:
         embedded: texts actually sent to the embedding model (cache misses).
         chunks: chunks in the index afterwards.
         generation: the committed generation (unchanged if nothing changed).
+        skipped: files and links not indexed, with the reason (unreadable or malformed files,
+            symbolic links out of the folder, loops, non-regular files).
     """
 
     added: list[str] = field(default_factory=list)
@@ -60,3 +62,4 @@ class UpdateReport:
     embedded: int = 0
     chunks: int = 0
     generation: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)

@@ -5,12 +5,14 @@ See :mod:`module_ai.retrieval.embedded.store` for the folder layout and the atom
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from module_ai.errors import KnowledgeBaseError, require
+from module_ai.errors import KnowledgeBaseError
 from module_ai.retrieval.embedded import store
+from module_ai.retrieval.embedded.lock import DEFAULT_LOCK_TIMEOUT, writer_lock
 from module_ai.retrieval.embedded.search import search_index
 from module_ai.retrieval.embedded.update import Change, commit_changes, gc_paused, plan_change
 from module_ai.retrieval.embedding import (
@@ -20,7 +22,7 @@ from module_ai.retrieval.embedding import (
     model_name_of,
 )
 from module_ai.retrieval.embedding_cache import EmbeddingCache
-from module_ai.retrieval.loaders import iter_files
+from module_ai.retrieval.loaders import normalize_path, scan_folder
 from module_ai.retrieval.protocol import UpdateReport
 from module_ai.retrieval.retriever import RetrieverMixin
 from module_ai.retrieval.settings import DEFAULT_SETTINGS, RetrievalSettings
@@ -53,7 +55,9 @@ class KnowledgeBase(RetrieverMixin):
 
     def __init__(self, kb_dir: str | Path, embeddings: Embeddings | None, manifest: dict[str, Any], *,
                  batch_size: int = DEFAULT_BATCH_SIZE, max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-                 show_progress: bool = True, vector_backend: str | None = None) -> None:
+                 show_progress: bool = True, vector_backend: str | None = None,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, follow_symlinks: bool = False,
+                 on_error: str = "skip") -> None:
         """Use :meth:`build` or :meth:`open` instead."""
         import numpy as np
 
@@ -66,6 +70,7 @@ class KnowledgeBase(RetrieverMixin):
         self.max_concurrency = max_concurrency
         self.show_progress = show_progress
         self.vector_backend = vector_backend or manifest.get("vector_backend", "auto")
+        self.lock_timeout, self.follow_symlinks, self.on_error = lock_timeout, follow_symlinks, on_error
         self._cache: EmbeddingCache | None = None
         self.last_report: UpdateReport | None = None  # of the last build/add/sync/delete
         self._records: list[dict[str, Any]] = []
@@ -80,7 +85,7 @@ class KnowledgeBase(RetrieverMixin):
               metric: str = "cosine", chunk_size: int = 500, chunk_overlap: int = 80, chunk_unit: str = "chars",
               tokenizer: dict[str, Any] | None = None, vector_backend: str = "auto",
               batch_size: int = DEFAULT_BATCH_SIZE, max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-              show_progress: bool = True) -> KnowledgeBase:
+              show_progress: bool = True, **safety: Any) -> KnowledgeBase:
         """Index files, folders or Documents into ``kb_dir`` (replacing what the folder held).
 
         Args:
@@ -97,9 +102,16 @@ class KnowledgeBase(RetrieverMixin):
             batch_size: texts per embedding call (the model's ``max_batch``).
             max_concurrency: embedding calls in flight (the model's ``max_concurrency``).
             show_progress: show tqdm progress bars.
+            **safety: ``lock_timeout`` (seconds to wait for another writer of ``kb_dir``, default
+                :data:`~module_ai.retrieval.embedded.lock.DEFAULT_LOCK_TIMEOUT`), ``follow_symlinks``
+                (follow links that leave an indexed folder; default ``False``: skipped and listed in
+                ``last_report.skipped``), ``on_error`` (``"skip"``: list unreadable files in
+                ``last_report.skipped``; ``"raise"``: a KnowledgeBaseError naming the file). Also
+                accepted by :meth:`open`.
 
         Raises:
-            KnowledgeBaseError: bad settings, or the embedding model returned unexpected vectors.
+            KnowledgeBaseError: bad settings, the embedding model returned unexpected vectors, or
+                another writer held the folder for ``lock_timeout`` seconds.
         """
         from module_ai.retrieval.embedded.index import METRICS
 
@@ -114,17 +126,19 @@ class KnowledgeBase(RetrieverMixin):
             chunking={"chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "unit": chunk_unit},
             retrieval=DEFAULT_SETTINGS.to_dict())
         kb = cls(kb_dir, embeddings, manifest, batch_size=batch_size, max_concurrency=max_concurrency,
-                 show_progress=show_progress)
+                 show_progress=show_progress, **safety)
         change = kb._change_for(path_or_docs)
         change.replace_all = True
-        kb._commit(change, force=True)
+        with kb._writing(refresh=False):
+            kb.manifest = {**manifest, "generation": store.new_manifest(kb.kb_dir)["generation"]}
+            kb._commit(change, force=True)
         return kb
 
     @classmethod
     def open(cls, kb_dir: str | Path, embeddings: Embeddings | None, *, embedding_model_name: str | None = None,
              batch_size: int = DEFAULT_BATCH_SIZE, max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-             show_progress: bool = True, vector_backend: str | None = None) -> KnowledgeBase:
-        """Open the last committed state of a knowledge base.
+             show_progress: bool = True, vector_backend: str | None = None, **safety: Any) -> KnowledgeBase:
+        """Open the last committed state of a knowledge base (``safety``: see :meth:`build`).
 
         ``embeddings`` may be ``None`` for read-only keyword search (``mode="bm25"``).
 
@@ -139,24 +153,27 @@ class KnowledgeBase(RetrieverMixin):
                 f"{embedding_model_name!r}; open it with that model or rebuild", path=str(kb_dir),
                 model=embedding_model_name)
         kb = cls(kb_dir, embeddings, manifest, batch_size=batch_size, max_concurrency=max_concurrency,
-                 show_progress=show_progress, vector_backend=vector_backend)
+                 show_progress=show_progress, vector_backend=vector_backend, **safety)
         kb._load()
         return kb
 
     def _load(self) -> None:
-        import numpy as np
+        self.manifest, state = store.open_generation(self.kb_dir)
+        self._set_state(*state)
 
-        gen = store.generation_dir(self.kb_dir, self.manifest)
-        try:
-            records = store.load_records(gen)
-            vectors = np.load(gen / "vectors.npy")
-            bm25 = None
-            if records:
-                bm25 = require("bm25s", "rag").BM25.load(str(gen / "bm25"), show_progress=False)
-            sources = store.load_sources(gen)
-        except (OSError, ValueError) as exc:
-            raise KnowledgeBaseError(f"generation {gen.name} is damaged ({exc}); rebuild", path=str(gen)) from exc
-        self._set_state(records, vectors, bm25, sources)
+    @contextlib.contextmanager
+    def _writing(self, *, refresh: bool = True) -> Iterator[None]:
+        """Hold the folder's writer lock; first catch up with commits of other writers.
+
+        Raises:
+            KnowledgeBaseError: the committed generation is damaged (nothing is written on top of it).
+        """
+        with writer_lock(self.kb_dir, self.lock_timeout):
+            if refresh:
+                self.manifest, state = store.catch_up(self.kb_dir, self.manifest)
+                if state is not None:
+                    self._set_state(*state)
+            yield
 
     def _set_state(self, records: list[dict[str, Any]], vectors: np.ndarray, bm25: Any,
                    sources: dict[str, Any]) -> None:
@@ -175,7 +192,8 @@ class KnowledgeBase(RetrieverMixin):
 
     def _change_for(self, items: Any) -> Change:
         with gc_paused():
-            return plan_change(items, self._sources, self._chunks)
+            return plan_change(items, self._sources, self._chunks, follow_symlinks=self.follow_symlinks,
+                               on_error=self.on_error)
 
     def _embeddings(self) -> Embeddings:
         if self.embeddings is None:
@@ -207,27 +225,40 @@ class KnowledgeBase(RetrieverMixin):
         return report
 
     def add_paths(self, paths: str | Path | Iterable[str | Path]) -> UpdateReport:
-        """Add or update files and folders (unchanged files are skipped without being read twice)."""
-        return self._commit(self._change_for(paths if not isinstance(paths, (str, Path)) else [paths]))
+        """Add or update files and folders (unchanged files are skipped without being read twice).
+
+        Files that cannot be read are listed in the report's ``skipped`` (or raise, ``on_error="raise"``).
+        """
+        items = list(paths) if not isinstance(paths, (str, Path)) else [paths]
+        with self._writing():
+            return self._commit(self._change_for(items))
 
     def add_documents(self, docs: Iterable[Document]) -> UpdateReport:
         """Add or replace Documents; all chunks of each Document's ``source`` are replaced."""
-        return self._commit(self._change_for(list(docs)))
+        docs = list(docs)
+        with self._writing():
+            return self._commit(self._change_for(docs))
 
     def delete_source(self, source: str | Path) -> UpdateReport:
         """Remove every chunk of a source (a file path as indexed, or a Document ``source``)."""
-        key = str(source)
-        if key not in self._sources:
-            key = str(Path(source).resolve())
-        return self._commit(Change(deletes={key} if key in self._sources else set()))
+        with self._writing():
+            key = str(source)
+            if key not in self._sources:
+                key = str(normalize_path(source))
+            return self._commit(Change(deletes={key} if key in self._sources else set()))
 
     def sync(self, folder: str | Path) -> UpdateReport:
-        """Make the index match a folder: add new files, re-chunk changed ones, drop removed ones."""
-        root = Path(folder).resolve()
-        change = self._change_for([root])
-        present = {str(f) for f in iter_files(root)}
-        change.deletes = {s for s in self._sources if s not in present and Path(s).is_relative_to(root)}
-        return self._commit(change)
+        """Make the index match a folder: add new files, re-chunk changed ones, drop removed ones.
+
+        Files no longer reachable (removed, or behind a link that is not followed) are dropped; files
+        present but unreadable keep their last indexed version and are listed in ``skipped``.
+        """
+        root = normalize_path(folder).resolve()
+        with self._writing():
+            change = self._change_for([root])
+            present = {str(f) for f in scan_folder(root, follow_symlinks=self.follow_symlinks)[0]}
+            change.deletes = {s for s in self._sources if s not in present and Path(s).is_relative_to(root)}
+            return self._commit(change)
 
     # ----------------------------------------------------------------- search
     @property
@@ -240,9 +271,10 @@ class KnowledgeBase(RetrieverMixin):
 
     def set_defaults(self, **settings: Any) -> RetrievalSettings:
         """Change the stored default retrieval settings (e.g. tuned weights); returns the new ones."""
-        new = self.settings.updated(**settings)
-        self.manifest = {**self.manifest, "retrieval": new.to_dict()}
-        store.write_manifest(self.kb_dir, self.manifest)
+        with self._writing():
+            new = self.settings.updated(**settings)
+            self.manifest = {**self.manifest, "retrieval": new.to_dict()}
+            store.write_manifest(self.kb_dir, self.manifest)
         return new
 
     def retrieve(self, query: str, settings: RetrievalSettings, *, limit: int | None = None,

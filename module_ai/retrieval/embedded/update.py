@@ -10,16 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from module_ai.errors import KnowledgeBaseError, MissingDependencyError
 from module_ai.retrieval.embedded import store
 from module_ai.retrieval.embedded.index import build_bm25, normalize_rows
-from module_ai.retrieval.loaders import iter_files, load_file
+from module_ai.retrieval.loaders import load_file, normalize_path, scan_folder
 from module_ai.retrieval.protocol import UpdateReport
 
 if TYPE_CHECKING:
     import numpy as np
     from langchain_core.documents import Document
 
-__all__ = ["Change", "commit_changes", "gc_paused", "plan_change"]
+__all__ = ["ON_ERROR", "Change", "commit_changes", "gc_paused", "plan_change"]
+
+ON_ERROR = ("skip", "raise")
+"""What a build/add/sync does with a file that cannot be read: list it in the report, or raise."""
 
 
 @contextlib.contextmanager
@@ -44,6 +48,8 @@ class Change:
     deletes: set[str] = field(default_factory=set)
     unchanged: list[str] = field(default_factory=list)
     replace_all: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
+    """path -> why it was not indexed."""
 
 
 @dataclass
@@ -57,20 +63,61 @@ class State:
     sources: dict[str, Any]
 
 
-def plan_change(items: Any, sources: Mapping[str, Any],
-                chunker: Callable[[Iterable[Document]], list[Document]]) -> Change:
+def _load_chunks(f: Path, chunker: Callable[[Iterable[Document]], list[Document]], on_error: str,
+                 change: Change) -> list[Document] | None:
+    """Chunks of one file, or ``None`` (listed in ``change.skipped``) when it cannot be read."""
+    try:
+        return chunker(load_file(f))
+    except MissingDependencyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - parsers raise anything on a malformed file (zip, XML, PDF)
+        _failed(f, exc, on_error, change)
+        return None
+
+
+def _failed(f: Path, exc: Exception, on_error: str, change: Change) -> None:
+    error = exc if isinstance(exc, KnowledgeBaseError) else KnowledgeBaseError(
+        f"cannot read this {f.suffix or 'file'} ({type(exc).__name__}: {exc}); fix or remove it", path=str(f))
+    if on_error == "raise":
+        raise error from exc
+    change.skipped[str(f)] = error.message
+
+
+def _files(path: Path, follow_symlinks: bool, change: Change) -> list[Path]:
+    if path.is_dir():
+        files, skipped = scan_folder(path, follow_symlinks=follow_symlinks)
+        change.skipped.update(skipped)
+        return files
+    f = normalize_path(path)
+    if not f.is_file():
+        raise KnowledgeBaseError("no such file (or not a regular file)", path=str(path))
+    return [f]
+
+
+def plan_change(items: Any, sources: Mapping[str, Any], chunker: Callable[[Iterable[Document]], list[Document]],
+                *, follow_symlinks: bool = False, on_error: str = "skip") -> Change:
     """Turn paths (files, folders) and Documents into a :class:`Change`; unchanged sources are skipped.
 
-    A file is unchanged when its bytes hash as before; Documents when their chunks' texts do.
+    A file is unchanged when its bytes hash as before; Documents when their chunks' texts do. Files
+    that cannot be read are listed in ``Change.skipped`` (``on_error="skip"``) or raise a
+    :class:`KnowledgeBaseError` naming the file (``"raise"``).
     """
+    if on_error not in ON_ERROR:
+        raise KnowledgeBaseError(f"on_error must be one of {ON_ERROR}, not {on_error!r}", field="on_error")
     items = [items] if isinstance(items, (str, Path)) else list(items)
     change = Change()
     upserts: dict[str, tuple[str, list[Document]]] = {}
     for path in (Path(p) for p in items if isinstance(p, (str, Path))):
-        for f in iter_files(path) if path.is_dir() else [path.resolve()]:
-            digest = hashlib.blake2b(f.read_bytes(), digest_size=16).hexdigest() if f.is_file() else ""
-            upserts[str(f)] = (digest, []) if sources.get(str(f), {}).get("hash") == digest else (
-                digest, chunker(load_file(f)))
+        for f in _files(path, follow_symlinks, change):
+            try:
+                digest = hashlib.blake2b(f.read_bytes(), digest_size=16).hexdigest()
+            except OSError as exc:
+                _failed(f, exc, on_error, change)
+                continue
+            if sources.get(str(f), {}).get("hash") == digest:
+                upserts[str(f)] = (digest, [])
+            elif (chunks := _load_chunks(f, chunker, on_error, change)) is not None:
+                upserts[str(f)] = (digest, chunks)
     by_source: dict[str, list[Document]] = {}
     for chunk in chunker(d for d in items if not isinstance(d, (str, Path))):
         by_source.setdefault(chunk.metadata["source"], []).append(chunk)
@@ -86,12 +133,11 @@ def plan_change(items: Any, sources: Mapping[str, Any],
 
 
 def _old_arrays(kb_dir: Path, manifest: Mapping[str, Any], n: int) -> tuple[Any, list[list[str]]]:
-    import numpy as np
 
     if not n:
         return None, []
     gen = store.generation_dir(kb_dir, manifest)
-    return np.load(gen / "vectors.npy", mmap_mode="r"), store.load_tokens(gen)
+    return store.load_vectors(gen, n, mmap=True), store.load_tokens(gen, n)
 
 
 def _assemble(kb_dir: Path, manifest: Mapping[str, Any], n_old: int, new_ids: Sequence[str],
@@ -180,4 +226,5 @@ def _report(change: Change, sources: Mapping[str, Any], gone: set[str], old_row:
         "embedded": 0,
         "chunks": n_new,
         "generation": None,
+        "skipped": dict(sorted(change.skipped.items())),
     }

@@ -131,6 +131,23 @@ class MilvusConfig(BaseModel):
             raise ValueError(f"'{value}' is not a valid collection name; use letters, digits and '_'")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_uri(cls, data: Any) -> Any:
+        """``https://user:password@host`` -> uri ``https://host`` + token ``user:password`` (masked, never saved)."""
+        from urllib.parse import unquote
+
+        from module_ai._redact import split_url_credentials
+
+        if not isinstance(data, dict) or not isinstance(data.get("uri"), str):
+            return data
+        uri, userinfo = split_url_credentials(data["uri"])
+        if userinfo is None:
+            return data
+        if data.get("token") not in (None, ""):
+            raise ValueError("uri carries user:password@ and token is set; only one credential can be sent, remove one")
+        return {**data, "uri": uri, "token": unquote(userinfo)}
+
     @model_validator(mode="after")
     def _uri_shape(self) -> MilvusConfig:
         if not self.uri.strip():
