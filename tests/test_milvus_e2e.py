@@ -74,7 +74,8 @@ def test_cli_index_ask_eval_with_milvus(workspace, capsys, monkeypatch):
     assert main(["--config", cfg, "rag", "index", str(workspace / "docs"), "--kb", kb, "--quiet",
                  "--chunk-size", "120", "--chunk-overlap", "20", *milvus]) == 0
     assert "chunks" in capsys.readouterr().out and (workspace / "kb" / "milvus.db").exists()
-    assert main(["--config", cfg, "rag", "ask", "中文为什么需要分词", "--kb", kb, "--json", *milvus]) == 0
+    assert main(["--config", cfg, "rag", "ask", "中文为什么需要分词", "--kb", kb, "--chat", "none", "--json",
+                 *milvus]) == 0
     evidence = json.loads(capsys.readouterr().out)
     assert evidence["answer"] is None and evidence["evidence"][0]["source"].endswith("02_rag_design.md")
     assert main(["--config", cfg, "rag", "ask", "中文为什么需要分词", "--kb", kb, "--chat", "tiny", "--k", "2",

@@ -54,7 +54,7 @@ def test_cli_index_ask_and_errors(workspace, capsys):
     assert main(["--config", cfg, "rag", "index", str(workspace / "docs"), "--kb", kb, "--quiet",
                  "--chunk-size", "120", "--chunk-overlap", "20"]) == 0
     assert "chunks" in capsys.readouterr().out
-    assert main(["--config", cfg, "rag", "ask", "中文为什么需要分词", "--kb", kb, "--json"]) == 0
+    assert main(["--config", cfg, "rag", "ask", "中文为什么需要分词", "--kb", kb, "--chat", "none", "--json"]) == 0
     evidence = json.loads(capsys.readouterr().out)
     assert evidence["answer"] is None and evidence["evidence"][0]["source"].endswith("02_rag_design.md")
     assert main(["--config", cfg, "rag", "ask", "中文为什么需要分词", "--kb", kb, "--chat", "tiny", "--k", "2",
@@ -71,7 +71,8 @@ def test_cli_index_ask_and_errors(workspace, capsys):
 
 
 def test_demo_runs_through_the_entry_point(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "module_ai", "demo", "--kb", str(tmp_path / "kb"), "--quiet"],
+    proc = subprocess.run([sys.executable, "-m", "module_ai", "demo", "--kb", str(tmp_path / "kb"), "--quiet",
+                           "--chat", "none"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "No chat model configured" in proc.stdout and "MODULE_AI_CHAT" in proc.stdout
@@ -84,7 +85,7 @@ def test_cli_stats_and_delete(workspace, capsys):
     capsys.readouterr()
     assert main(["--config", cfg, "rag", "stats", "--kb", kb]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["sources"] == 4 and stats["embedding_model"] == "minilm" and stats["chunks"] > 4
+    assert stats["sources"] == 4 and stats["embedding_model"] == "multilingual-e5-small" and stats["chunks"] > 4
     source = str(workspace / "docs" / "04_langchain_basics.md")
     assert main(["--config", cfg, "rag", "delete", source, "--kb", kb]) == 0
     capsys.readouterr()

@@ -25,6 +25,8 @@ class ManagedEmbeddingsMixin(_ModuleAIFields):
 
     The concrete class provides ``_embed_batch(texts) -> (vectors, tokens or None)`` and the async
     ``_aembed_batch``. Each batch goes through the limiter, budget and retries like a chat call.
+    Models that embed queries differently (e5's ``query:`` prefix) also provide ``_embed_query_batch``
+    and ``_aembed_query_batch``; ``embed_query`` uses them.
     """
 
     def embed_documents(self, texts: list[str], chunk_size: int | None = None, **_: Any) -> list[list[float]]:
@@ -45,19 +47,21 @@ class ManagedEmbeddingsMixin(_ModuleAIFields):
                 results = list(pool.map(lambda b: _outcome(self._timed_batch, b), batches))
         return self._combine(batches, results)
 
-    async def aembed_documents(self, texts: list[str], chunk_size: int | None = None, **_: Any) -> list[list[float]]:
+    async def aembed_documents(self, texts: list[str], chunk_size: int | None = None, *, _query: bool = False,
+                               **_: Any) -> list[list[float]]:
         """Async :meth:`embed_documents` (same partial-result error; every batch's usage is counted)."""
         import asyncio
 
         semaphore = asyncio.Semaphore(self._concurrency())
+        embed = getattr(self, "_aembed_query_batch", self._aembed_batch) if _query else self._aembed_batch
 
         async def one(batch: list[str]) -> list[list[float]]:
             async with semaphore:
                 call = self._batch_call(batch)
                 if call is None:
-                    return (await self._aembed_batch(batch))[0]
+                    return (await embed(batch))[0]
                 try:
-                    vectors, tokens = await call.arun(functools.partial(self._aembed_batch, batch))
+                    vectors, tokens = await call.arun(functools.partial(embed, batch))
                 except BaseException as exc:
                     self._emit_batch(batch, None, call, exc)
                     call.abort()
@@ -99,10 +103,10 @@ class ManagedEmbeddingsMixin(_ModuleAIFields):
         raise error from first
 
     def embed_query(self, text: str, **_: Any) -> list[float]:
-        return self.embed_documents([text])[0]
+        return self._timed_batch([text], query=True)[0]
 
     async def aembed_query(self, text: str, **_: Any) -> list[float]:
-        return (await self.aembed_documents([text]))[0]
+        return (await self.aembed_documents([text], _query=True))[0]
 
     def _batches(self, texts: list[str], chunk_size: int | None) -> list[list[str]]:
         size = chunk_size or getattr(self, "chunk_size", None) or 64
@@ -117,12 +121,13 @@ class ManagedEmbeddingsMixin(_ModuleAIFields):
         bound = input_bound(cfg, batch, messages=False) if cfg is not None and budget_active() else None
         return self._open_call(sum(estimate_tokens(t) for t in batch), 0, check_window=False, budget_input=bound)
 
-    def _timed_batch(self, batch: list[str]) -> list[list[float]]:
+    def _timed_batch(self, batch: list[str], query: bool = False) -> list[list[float]]:
+        embed = getattr(self, "_embed_query_batch", self._embed_batch) if query else self._embed_batch
         call = self._batch_call(batch)
         if call is None:
-            return self._embed_batch(batch)[0]
+            return embed(batch)[0]
         try:
-            vectors, tokens = call.run(functools.partial(self._embed_batch, batch))
+            vectors, tokens = call.run(functools.partial(embed, batch))
         except BaseException as exc:
             self._emit_batch(batch, None, call, exc)
             call.abort()

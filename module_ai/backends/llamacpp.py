@@ -1,20 +1,28 @@
 """``server_type: llamacpp``: a GGUF model loaded in-process with llama-cpp-python (the seed's
-"model embedded in the app"). ``model`` is the path of the ``.gguf`` file.
+"model embedded in the app"). ``model`` is the path of the ``.gguf`` file, or, with ``model_file``
+(a path or package parts, verified by sha256 before loading: see ``_model_file``), its name.
 
 Loaded models are shared per (path, mode) in this process; calls to one model are serialized
 (a ``llama_cpp.Llama`` is not thread-safe). ``options`` pass through to ``llama_cpp.Llama``
-(e.g. ``n_threads``, ``n_gpu_layers``, ``chat_format``).
+(e.g. ``n_threads``, ``n_gpu_layers``, ``chat_format``); ``n_threads`` and ``n_threads_batch``
+default to the CPUs this process may run on (llama-cpp-python's own default is half of them).
+``use_extra_bufts`` (default false) turns on llama.cpp's extra weight buffers (repacking, AMX):
+off by default because a native build on a CPU that reports AMX dies with SIGILL on the first
+Q4_K matrix product where the AMX tiles are not usable (measured on this project's 2-core VMs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from module_ai.backends import available_cpus
 from module_ai.backends._managed import ManagedChatMixin
 from module_ai.backends._managed_embeddings import ManagedEmbeddingsMixin
+from module_ai.backends._model_file import resolve_model_file
 from module_ai.config import ModelConfig
 from module_ai.errors import BackendError, ConfigError, require
 
@@ -22,15 +30,17 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
 
-__all__ = ["build_chat", "build_embeddings", "check", "load_llama"]
+__all__ = ["build_chat", "build_embeddings", "check", "gguf_path", "load_llama"]
 
 _loaded: dict[tuple, tuple[Any, threading.Lock]] = {}
 _load_lock = threading.Lock()
 _classes: dict[str, type] = {}
 
 
-def load_llama(cfg: ModelConfig, path: str | None, *, embedding: bool = False) -> tuple[Any, threading.Lock]:
-    """Load (once per process) the GGUF file named by ``cfg.model``; returns the model and its lock."""
+def gguf_path(cfg: ModelConfig, path: str | None) -> Path:
+    """The GGUF file of ``cfg``: ``model_file`` verified (and assembled) first, else ``model`` as a path."""
+    if cfg.model_file is not None:
+        return resolve_model_file(cfg.model_file, cfg.model, model=cfg.display_name, config_path=path)[0]
     gguf = Path(cfg.model).expanduser()
     if not gguf.is_absolute() and path:
         candidate = Path(path).parent / gguf
@@ -38,17 +48,52 @@ def load_llama(cfg: ModelConfig, path: str | None, *, embedding: bool = False) -
     if not gguf.exists():
         raise ConfigError(f"GGUF file '{gguf}' does not exist; set model to the path of a .gguf file",
                           path=path, model=cfg.display_name, field="model")
+    return gguf
+
+
+def load_llama(cfg: ModelConfig, path: str | None, *, embedding: bool = False) -> tuple[Any, threading.Lock]:
+    """Load (once per process) the GGUF file of ``cfg``; returns the model and its lock."""
+    llama_cpp = require("llama_cpp", "llamacpp", model=cfg.display_name, path=path)
+    gguf = gguf_path(cfg, path)
     key = (str(gguf.resolve()), embedding, tuple(sorted((k, str(v)) for k, v in cfg.options.items())))
     with _load_lock:
         if key not in _loaded:
-            llama_cpp = require("llama_cpp", "llamacpp", model=cfg.display_name, path=path)
-            kwargs = {"n_ctx": cfg.input_tokens or 2048, "verbose": False, "embedding": embedding}
+            threads = available_cpus()
+            kwargs = {"n_ctx": cfg.input_tokens or 2048, "verbose": False, "embedding": embedding,
+                      "n_threads": threads, "n_threads_batch": threads}
             kwargs.update(cfg.options)
+            extra_bufts = bool(kwargs.pop("use_extra_bufts", False))
             try:
-                _loaded[key] = (llama_cpp.Llama(model_path=str(gguf), **kwargs), threading.Lock())
+                with _model_params(llama_cpp, use_extra_bufts=extra_bufts):
+                    _loaded[key] = (llama_cpp.Llama(model_path=str(gguf), **kwargs), threading.Lock())
             except Exception as exc:
                 raise BackendError(f"llama.cpp could not load {gguf}: {exc}", model=cfg.display_name) from exc
         return _loaded[key]
+
+
+@contextlib.contextmanager
+def _model_params(llama_cpp: Any, *, use_extra_bufts: bool) -> Iterator[None]:
+    """Set ``llama_model_params.use_extra_bufts`` for one load (``Llama()`` has no argument for it).
+
+    ``Llama.__init__`` takes its model params from ``llama_model_default_params()``; the default is
+    replaced for the duration of the load (callers hold ``_load_lock``).
+    """
+    low = llama_cpp.llama_cpp
+    original = low.llama_model_default_params
+    if not hasattr(original(), "use_extra_bufts"):  # an older llama.cpp: nothing to set
+        yield
+        return
+
+    def params() -> Any:
+        value = original()
+        value.use_extra_bufts = use_extra_bufts
+        return value
+
+    low.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = original
 
 
 def _to_openai_messages(messages: list) -> list[dict[str, Any]]:

@@ -19,14 +19,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from module_ai.chains.context import format_context, source_entry
-from module_ai.chains.grounding import check_groundedness
+from module_ai.chains.grounding import check_groundedness, is_refusal
 from module_ai.prompts import load_prompt
 from module_ai.prompts.replies import parse_judgement, reply_text
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
-__all__ = ["format_context", "rag_chain", "refusal_text", "source_entry"]
+__all__ = ["format_context", "prompt_profile_of", "rag_chain", "refusal_text", "source_entry"]
 
 _SCORE_KEYS = ("relevance_score", "dense_score", "score")
 """Score used for the ``min_score`` refusal: reranker score, else dense similarity, else fused score."""
@@ -71,15 +71,23 @@ async def _aretrieve(value: Any, *, retriever: Any, reranker: Any, k: int | None
     return _select(question, docs, None, k, min_score)
 
 
-def _answer_step(state: dict, *, llm: Any, lang: str, prompts_dir: str | None) -> Any:
+def prompt_profile_of(llm: Any) -> str:
+    """The ``prompt_profile`` of the (first) module_ai config behind ``llm``; ``default`` otherwise."""
+    from module_ai.controls.capabilities import configs_of
+
+    return next((c.prompt_profile for c in configs_of(llm)), "default")
+
+
+def _answer_step(state: dict, *, llm: Any, lang: str, prompts_dir: str | None, profile: str | None) -> Any:
     if state["refused"]:
         return refusal_text(lang, prompts_dir)
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
+    profile = profile or prompt_profile_of(llm)
     prompt = ChatPromptTemplate.from_messages([
-        ("system", load_prompt("rag_answer_system", lang, override_dir=prompts_dir)),
-        ("human", load_prompt("rag_answer_user", lang, override_dir=prompts_dir)),
+        ("system", load_prompt("rag_answer_system", lang, override_dir=prompts_dir, profile=profile)),
+        ("human", load_prompt("rag_answer_user", lang, override_dir=prompts_dir, profile=profile)),
     ])
     values = {"context": format_context(state["docs"]), "question": state["question"]}
     return prompt.partial(**values) | llm | StrOutputParser()
@@ -119,7 +127,7 @@ class _Finalizer:
         check = check_groundedness(answer, [d.page_content for d in docs], refusal=refusal, embed=embed,
                                    judge=self._judge if self.judge_llm is not None else None)
         cited = sorted({n for s in check["sentences"] for n in s["citations"] if 1 <= n <= len(docs)})
-        refused = bool(state.get("refused")) or answer.strip() == refusal
+        refused = bool(state.get("refused")) or is_refusal(answer, refusal)
         return {"question": state.get("question"),
                 "sources": [source_entry(n, docs[n - 1], set(cited)) for n in cited],
                 "contexts": [source_entry(i, d, set(cited)) for i, d in enumerate(docs, 1)],
@@ -153,6 +161,7 @@ def rag_chain(
     embeddings: Any = None,
     judge_llm: Any = None,
     prompts_dir: str | None = None,
+    prompt_profile: str | None = None,
 ) -> Runnable:
     """Build the cited, grounded answer chain over given objects.
 
@@ -168,16 +177,20 @@ def rag_chain(
         embeddings: optional ``Embeddings`` for the embedding-overlap groundedness check.
         judge_llm: optional chat model judging each sentence against its cited blocks.
         prompts_dir: folder with user overrides of the templates.
+        prompt_profile: ``default`` or ``small`` (short rules for small local models); ``None``
+            takes the ``prompt_profile`` of ``llm``'s config.
 
     Returns:
         A Runnable: ``str`` (or ``{"question": str}``) → ``{"answer", "sources", "grounded",
-        "unsupported", "refused", "contexts", ...}``; ``stream`` yields answer pieces first.
+        "unsupported", "refused", "contexts", ...}``; ``stream`` yields answer pieces first. An
+        answer that is empty, only citation markers or the refusal sentence counts as ``refused``.
     """
     from langchain_core.runnables import RunnableGenerator, RunnableLambda, RunnablePassthrough
 
     options = {"retriever": retriever, "reranker": reranker, "k": k, "min_score": min_score}
     retrieve = RunnableLambda(partial(_retrieve, **options), afunc=partial(_aretrieve, **options))
-    answer = RunnableLambda(partial(_answer_step, llm=llm, lang=lang, prompts_dir=prompts_dir))
+    answer = RunnableLambda(partial(_answer_step, llm=llm, lang=lang, prompts_dir=prompts_dir,
+                                    profile=prompt_profile))
     final = _Finalizer(lang, prompts_dir, embeddings, judge_llm)
     chain = retrieve | RunnablePassthrough.assign(answer=answer) | RunnableGenerator(final.transform,
                                                                                     final.atransform)

@@ -20,7 +20,7 @@ from typing import Any
 __all__ = ["DEFAULT_EMBEDDING", "eval_cache_dir", "evaluate_milvus", "open_milvus_kb", "save_best_milvus",
            "target_of"]
 
-DEFAULT_EMBEDDING = "minilm"
+DEFAULT_EMBEDDING = "multilingual-e5-small"
 TOKEN_ENV = "MILVUS_TOKEN"
 
 

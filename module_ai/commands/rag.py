@@ -11,9 +11,11 @@ from module_ai._redact import printable
 from module_ai.errors import ConfigError
 from module_ai.registry import load_registry
 
-__all__ = ["answer_or_evidence", "open_kb", "register"]
+__all__ = ["DEFAULT_CHAT", "DEFAULT_EMBEDDING", "answer_or_evidence", "default_chat", "open_kb", "register"]
 
-DEFAULT_EMBEDDING = "minilm"
+DEFAULT_EMBEDDING = "multilingual-e5-small"
+DEFAULT_CHAT = "qwen2.5-coder-0.5b"
+"""The embedded defaults: built-in configs, installed by ``pip install 'module_ai[embedded]'``."""
 BACKENDS = ("embedded", "milvus")
 
 
@@ -64,7 +66,8 @@ def _kb_options(p: Any) -> None:
 
 
 def _query_options(p: Any) -> None:
-    p.add_argument("--chat", default=None, help="chat model name (default: $MODULE_AI_CHAT; none: show evidence)")
+    p.add_argument("--chat", default=None, help=f"chat model name (default: $MODULE_AI_CHAT, else {DEFAULT_CHAT} "
+                   "when installed; 'none': show the evidence only)")
     p.add_argument("--rerank", default=None, help="reranker model name")
     p.add_argument("--k", type=int, default=5, help="context chunks")
     p.add_argument("--mode", choices=["hybrid", "bm25", "dense"], default=None)
@@ -134,13 +137,30 @@ def run_delete(args: Any) -> int:
     return 0
 
 
+def default_chat(reg: Any) -> str | None:
+    """:data:`DEFAULT_CHAT` when its config is in ``reg`` and its packages are installed, else ``None``."""
+    import importlib.util
+    from importlib import metadata
+
+    if DEFAULT_CHAT not in reg or importlib.util.find_spec("llama_cpp") is None:
+        return None
+    spec = reg.config(DEFAULT_CHAT).model_file
+    try:
+        for part in spec.parts if spec else []:
+            metadata.distribution(part.distribution)
+    except metadata.PackageNotFoundError:
+        return None
+    return DEFAULT_CHAT
+
+
 def answer_or_evidence(kb: Any, reg: Any, question: str, args: Any) -> dict[str, Any]:
-    """Answer with a chat model when one is configured, else return the cited evidence."""
+    """Answer with a chat model (``--chat``, ``$MODULE_AI_CHAT``, else the local default), else show evidence."""
     import os
 
     from module_ai.chains.rag import rag_chain, source_entry
 
-    chat = args.chat or os.environ.get("MODULE_AI_CHAT")
+    chat = args.chat or os.environ.get("MODULE_AI_CHAT") or default_chat(reg)
+    chat = None if chat == "none" else chat
     reranker = reg.reranker(args.rerank) if args.rerank else None
     retriever = kb.as_retriever(k=max(args.k, 20) if reranker else args.k, mode=args.mode)
     if not chat:
@@ -176,7 +196,8 @@ def run_ask(args: Any) -> int:
 
 def _print_answer(out: dict[str, Any]) -> None:
     if out.get("answer") is None and not out.get("streamed"):
-        print("No chat model configured: showing the evidence. Set --chat NAME or MODULE_AI_CHAT=NAME.")
+        print("No chat model configured: showing the evidence. Set --chat NAME or MODULE_AI_CHAT=NAME, or "
+              f"install the local one ({DEFAULT_CHAT}): pip install 'module_ai[embedded]'.")
         for e in out["evidence"]:
             snippet = " ".join(e["snippet"].split())
             print(f"[{e['index']}] {e['source']}  score={_fmt(e['score'])}\n    {snippet}")

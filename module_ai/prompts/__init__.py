@@ -3,7 +3,9 @@
 One loader for both kinds. Users override any template without touching the package: put a file of
 the same name in a folder named by ``$MODULE_AI_PROMPTS`` (or pass ``override_dir``). Templates use
 ``{placeholders}`` in ``str.format`` style. A ``.yaml`` file holds a set of named templates per
-language (``zh:`` / ``en:``), e.g. the RAG agent's ``graph_rag.yaml``.
+language (``zh:`` / ``en:``), e.g. the RAG agent's ``graph_rag.yaml``. A *profile* (a model's
+``prompt_profile`` config field, e.g. ``small`` for small local models) picks
+``<name>.<profile>.<lang>.txt`` where one exists, else the plain template.
 
 Example:
     >>> "{question}" in load_prompt("rag_answer_user", "zh")
@@ -17,20 +19,22 @@ from pathlib import Path
 
 from module_ai.errors import ConfigError
 
-__all__ = ["LANGS", "PROMPT_DIR", "load_prompt", "load_prompt_set"]
+__all__ = ["LANGS", "PROFILES", "PROMPT_DIR", "load_prompt", "load_prompt_set"]
 
 PROMPT_DIR = Path(__file__).parent
 LANGS = ("zh", "en")
+PROFILES = ("default", "small")
+"""Prompt profiles: ``default`` for capable models, ``small`` (short rules) for ~0.5B local models."""
 
 
-def _locate(filename: str, override_dir: str | os.PathLike[str] | None) -> Path:
-    for folder in (override_dir, os.environ.get("MODULE_AI_PROMPTS")):
-        if folder and (Path(folder) / filename).is_file():
-            return Path(folder) / filename
-    path = PROMPT_DIR / filename
-    if not path.is_file():
-        raise ConfigError(f"no prompt template '{filename}' in {PROMPT_DIR}", field="prompt")
-    return path
+def _locate(filename: str, override_dir: str | os.PathLike[str] | None, *, preferred: str | None = None) -> Path:
+    """The first of ``preferred`` (a profile's variant) and ``filename`` found, user folders first."""
+    names = [preferred, filename] if preferred else [filename]
+    for folder in (override_dir, os.environ.get("MODULE_AI_PROMPTS"), PROMPT_DIR):
+        for name in names:
+            if folder and (Path(folder) / name).is_file():
+                return Path(folder) / name
+    raise ConfigError(f"no prompt template '{filename}' in {PROMPT_DIR}", field="prompt")
 
 
 def _check_lang(lang: str) -> None:
@@ -38,10 +42,15 @@ def _check_lang(lang: str) -> None:
         raise ConfigError(f"lang must be one of {', '.join(LANGS)}, got {lang!r}", field="lang")
 
 
-def load_prompt(name: str, lang: str = "zh", *, override_dir: str | os.PathLike[str] | None = None) -> str:
-    """The text of template ``name`` in ``lang`` (``zh`` or ``en``), user overrides first."""
+def load_prompt(name: str, lang: str = "zh", *, override_dir: str | os.PathLike[str] | None = None,
+                profile: str | None = None) -> str:
+    """The text of template ``name`` in ``lang`` (``zh`` or ``en``) for ``profile``, user overrides first."""
     _check_lang(lang)
-    return _locate(f"{name}.{lang}.txt", override_dir).read_text(encoding="utf-8")
+    if profile not in (None, *PROFILES):
+        raise ConfigError(f"prompt profile must be one of {', '.join(PROFILES)}, got {profile!r}",
+                          field="prompt_profile")
+    preferred = f"{name}.{profile}.{lang}.txt" if profile not in (None, "default") else None
+    return _locate(f"{name}.{lang}.txt", override_dir, preferred=preferred).read_text(encoding="utf-8")
 
 
 def load_prompt_set(name: str, lang: str = "zh", *,
