@@ -36,7 +36,8 @@ def test_profile_template_wins_and_falls_back_to_the_plain_one(tmp_path):
     small = load_prompt("rag_answer_system", "zh", profile="small")
     assert small != load_prompt("rag_answer_system", "zh") and len(small) < 120
     assert "根据已知信息无法回答" in small and "[1]" in small
-    assert load_prompt("rag_answer_user", "zh", profile="small") == load_prompt("rag_answer_user", "zh")
+    assert load_prompt("rag_answer_user", "zh", profile="small").startswith("资料：")
+    assert load_prompt("rag_judge", "zh", profile="small") == load_prompt("rag_judge", "zh")  # no variant: plain
     (tmp_path / "rag_answer_system.zh.txt").write_text("MINE", encoding="utf-8")
     assert load_prompt("rag_answer_system", "zh", profile="small", override_dir=tmp_path) == "MINE"
     with pytest.raises(ConfigError, match="prompt profile must be one of default, small"):
@@ -55,7 +56,9 @@ def test_the_profile_comes_from_the_model_config(tmp_path):
 def test_rag_chain_sends_the_short_prompt_for_the_small_profile():
     llm = RecordingLLM(responses=["长城位于中国北方[1]。"], seen=[])
     out = rag_chain(llm, ListRetriever(docs=DOCS), prompt_profile="small").invoke("长城在哪里？")
-    assert llm.seen[0][0].content == load_prompt("rag_answer_system", "zh", profile="small")
+    system, human = llm.seen[0]
+    assert system.content == load_prompt("rag_answer_system", "zh", profile="small")
+    assert human.content.startswith("资料：\n[1] 长城位于中国北方") and "<document" not in human.content
     assert out["grounded"] and not out["refused"]
     llm = RecordingLLM(responses=["长城位于中国北方[1]。"], seen=[])
     rag_chain(llm, ListRetriever(docs=DOCS)).invoke("长城在哪里？")

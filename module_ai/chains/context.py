@@ -15,7 +15,8 @@ from typing import Any
 from module_ai.controls.tokens import estimate_tokens
 
 __all__ = [
-    "SNIPPET_CHARS", "citations", "fit_documents", "format_context", "neutralize", "snippet", "source_entry",
+    "SNIPPET_CHARS", "citations", "fit_documents", "format_context", "format_numbered", "neutralize", "snippet",
+    "source_entry",
     "sources_of", "split_sentences", "strip_citations", "truncate_to_tokens",
 ]
 
@@ -61,6 +62,22 @@ def format_context(docs: Sequence[Any]) -> str:
         blocks.append(f'<document index="{n}" source="{neutralize(source)}">\n{neutralize(doc.page_content)}'
                       "\n</document>")
     return "\n".join(blocks)
+
+
+def format_numbered(docs: Sequence[Any]) -> str:
+    """Plain numbered blocks ``[n] text`` for small local models (the ``small`` prompt profile).
+
+    Measured on Qwen2.5-Coder-0.5B: with ``<document>`` tags it replied "根据已知信息无法回答" to a
+    question answered in block [2]; with these blocks it answered. Tag look-alikes are neutralized.
+
+    Example:
+        >>> from langchain_core.documents import Document
+        >>> print(format_numbered([Document("水的沸点是100度。"), Document("冰是固态的水。")]))
+        [1] 水的沸点是100度。
+        <BLANKLINE>
+        [2] 冰是固态的水。
+    """
+    return "\n\n".join(f"[{n}] {neutralize(doc.page_content)}" for n, doc in enumerate(docs, 1))
 
 
 def truncate_to_tokens(text: str, budget: int) -> str:
