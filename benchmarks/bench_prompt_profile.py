@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> dict:
     overrides = {"options": {"n_threads": args.threads}} if args.threads else {}
     llm = load_registry().chat(args.model, **overrides)
     report: dict = {"model": args.model, "k": args.k, "rows": []}
-    for profile in ("default", "small"):
-        for q, ctx, answerable in cases:
+    for profile in args.profiles.split(","):
+        for q, ctx, answerable in cases[args.case:args.case + 1] if args.case is not None else cases:
             docs = [Document(page_content=c, metadata={"source": f"chunk{i}"}) for i, c in enumerate(ctx, 1)]
             out = rag_chain(llm, Fixed(docs=docs), lang="zh", prompt_profile=profile).invoke(q["text"])
             correct = not out["refused"] and any(a in out["answer"] for a in q["answers"])
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def summary(rows: list[dict]) -> dict:
     out = {}
-    for profile in ("default", "small"):
+    for profile in sorted({r["profile"] for r in rows}):
         mine = [r for r in rows if r["profile"] == profile]
         ans = [r for r in mine if r["answerable"]]
         una = [r for r in mine if not r["answerable"]]
@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--threads", type=int, default=None, help="n_threads override (default: the machine's)")
+    parser.add_argument("--profiles", default="default,small")
+    parser.add_argument("--case", type=int, default=None, help="run only this case (for parallel runs)")
     args = parser.parse_args()
     report = run(args)
     print(json.dumps(report["summary"], indent=2))

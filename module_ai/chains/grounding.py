@@ -31,19 +31,27 @@ EMBEDDING_SUPPORT_THRESHOLD = 0.6
 """Cosine similarity (unit vectors) to a cited block that also counts as support."""
 
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
+MAX_REFUSAL_LEAD_IN = 8
+"""Characters besides the refusal sentence (and citations, punctuation) that still make a reply a refusal."""
 _PUNCT_SPACE = " \t\r\n。.!！?？;；,，:：、\"'“”"
 _LATIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.]*[A-Za-z0-9]|[0-9]")
 
 
 def is_refusal(answer: str, refusal: str) -> bool:
-    """True when ``answer`` gives nothing: empty, only citation markers (``[1]``), or the refusal sentence.
+    """True when ``answer`` gives nothing: empty, only citation markers (``[1]``), or the refusal sentence
+    with at most a short lead-in (small models write "根据资料编号 [1]，根据已知信息无法回答。").
 
     Example:
         >>> is_refusal("[1]", "根据已知信息无法回答"), is_refusal("根据已知信息无法回答。", "根据已知信息无法回答")
         (True, True)
+        >>> is_refusal("根据资料编号 [1]，根据已知信息无法回答。", "根据已知信息无法回答")
+        True
     """
     bare = strip_citations(answer).strip(_PUNCT_SPACE)
-    return not bare or bare == refusal.strip(_PUNCT_SPACE)
+    target = refusal.strip(_PUNCT_SPACE)
+    if not bare or bare == target:
+        return True
+    return bool(target) and target in bare and len(bare.replace(target, "").strip(_PUNCT_SPACE)) <= MAX_REFUSAL_LEAD_IN
 
 
 def content_units(text: str) -> set[str]:
