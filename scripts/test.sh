@@ -7,6 +7,6 @@ if ! command -v redis-server >/dev/null; then                # real Redis for th
   (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
 fi
 python -m pip install --quiet "torch==2.13.0"            # CPU wheel first, so nothing pulls a CUDA build
-python -m pip install --quiet -e ".[dev]"
+python -m pip install --quiet -e ".[dev,notebooks]"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 python -m pytest -q -p no:cacheprovider "$@"
