@@ -21,6 +21,7 @@ __all__ = [
     "LEXICAL_SUPPORT_THRESHOLD",
     "check_groundedness",
     "content_units",
+    "is_refusal",
     "lexical_support",
 ]
 
@@ -31,6 +32,18 @@ EMBEDDING_SUPPORT_THRESHOLD = 0.6
 
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
 _LATIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.]*[A-Za-z0-9]|[0-9]")
+_PUNCT_SPACE = " \t\r\n。.!！?？;；,，:：、\"'“”"
+
+
+def is_refusal(answer: str, refusal: str) -> bool:
+    """True when ``answer`` gives nothing: empty, only citation markers (``[1]``), or the refusal sentence.
+
+    Example:
+        >>> is_refusal("[1]", "根据已知信息无法回答"), is_refusal("根据已知信息无法回答。", "根据已知信息无法回答")
+        (True, True)
+    """
+    bare = strip_citations(answer).strip(_PUNCT_SPACE)
+    return not bare or bare == refusal.strip(_PUNCT_SPACE)
 
 
 def content_units(text: str) -> set[str]:

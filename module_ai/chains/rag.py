@@ -19,14 +19,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from module_ai.chains.context import format_context, source_entry
-from module_ai.chains.grounding import check_groundedness
+from module_ai.chains.grounding import check_groundedness, is_refusal, lexical_support
 from module_ai.prompts import load_prompt
 from module_ai.prompts.replies import parse_judgement, reply_text
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
-__all__ = ["format_context", "rag_chain", "refusal_text", "source_entry"]
+__all__ = ["format_context", "question_coverage", "rag_chain", "refusal_text", "source_entry"]
 
 _SCORE_KEYS = ("relevance_score", "dense_score", "score")
 """Score used for the ``min_score`` refusal: reranker score, else dense similarity, else fused score."""
@@ -45,30 +45,39 @@ def _top_score(docs: Sequence[Any]) -> float | None:
     return None
 
 
-def _select(question: str, docs: list, reranker: Any, k: int | None, min_score: float | None) -> dict:
+def question_coverage(question: str, docs: Sequence[Any]) -> float | None:
+    """Share (0..1) of the question's content units (CJK bigrams, latin words) found in its best block."""
+    return max((round(lexical_support(question, d.page_content), 3) for d in docs), default=None)
+
+
+def _select(question: str, docs: list, reranker: Any, k: int | None, min_score: float | None,
+            min_coverage: float | None = None) -> dict:
     if reranker is not None and docs:
         docs = list(reranker.compress_documents(docs, question))
     docs = docs[:k] if k else docs
-    top = _top_score(docs)
-    refused = not docs or (min_score is not None and (top is None or top < min_score))
-    return {"question": question, "docs": docs, "refused": refused, "top_score": top}
+    top, coverage = _top_score(docs), question_coverage(question, docs)
+    refused = not docs or (min_score is not None and (top is None or top < min_score)) or (
+        min_coverage is not None and (coverage is None or coverage < min_coverage))
+    return {"question": question, "docs": docs, "refused": refused, "top_score": top, "coverage": coverage}
 
 
 def _question_of(value: Any) -> str:
     return value["question"] if isinstance(value, dict) else str(value)
 
 
-def _retrieve(value: Any, *, retriever: Any, reranker: Any, k: int | None, min_score: float | None) -> dict:
+def _retrieve(value: Any, *, retriever: Any, reranker: Any, k: int | None, min_score: float | None,
+              min_coverage: float | None) -> dict:
     question = _question_of(value)
-    return _select(question, list(retriever.invoke(question)), reranker, k, min_score)
+    return _select(question, list(retriever.invoke(question)), reranker, k, min_score, min_coverage)
 
 
-async def _aretrieve(value: Any, *, retriever: Any, reranker: Any, k: int | None, min_score: float | None):
+async def _aretrieve(value: Any, *, retriever: Any, reranker: Any, k: int | None, min_score: float | None,
+                     min_coverage: float | None):
     question = _question_of(value)
     docs = list(await retriever.ainvoke(question))
     if reranker is not None and docs:
         docs = list(await reranker.acompress_documents(docs, question))
-    return _select(question, docs, None, k, min_score)
+    return _select(question, docs, None, k, min_score, min_coverage)
 
 
 def _answer_step(state: dict, *, llm: Any, lang: str, prompts_dir: str | None) -> Any:
@@ -119,13 +128,13 @@ class _Finalizer:
         check = check_groundedness(answer, [d.page_content for d in docs], refusal=refusal, embed=embed,
                                    judge=self._judge if self.judge_llm is not None else None)
         cited = sorted({n for s in check["sentences"] for n in s["citations"] if 1 <= n <= len(docs)})
-        refused = bool(state.get("refused")) or answer.strip() == refusal
+        refused = bool(state.get("refused")) or is_refusal(answer, refusal)
         return {"question": state.get("question"),
                 "sources": [source_entry(n, docs[n - 1], set(cited)) for n in cited],
                 "contexts": [source_entry(i, d, set(cited)) for i, d in enumerate(docs, 1)],
                 "grounded": check["grounded"] and not refused, "unsupported": check["unsupported"],
                 "bad_citations": check["bad_citations"], "refused": refused,
-                "top_score": state.get("top_score")}
+                "top_score": state.get("top_score"), "coverage": state.get("coverage")}
 
     def _judge(self, sentence: str, evidence: str) -> bool:
         prompt = load_prompt("rag_judge", self.lang, override_dir=self.prompts_dir)
@@ -150,6 +159,7 @@ def rag_chain(
     lang: str = "zh",
     k: int | None = None,
     min_score: float | None = None,
+    min_coverage: float | None = None,
     embeddings: Any = None,
     judge_llm: Any = None,
     prompts_dir: str | None = None,
@@ -165,6 +175,9 @@ def rag_chain(
         min_score: refuse without calling ``llm`` when the best document's score is lower. The
             score is ``relevance_score`` (reranker, 0..1) if present, else ``dense_score``, else
             ``score``.
+        min_coverage: refuse without calling ``llm`` when less than this share (0..1) of the
+            question's content units (CJK bigrams, latin words) occurs in its best context block
+            (a scale that reads the same for every retriever and embedding model).
         embeddings: optional ``Embeddings`` for the embedding-overlap groundedness check.
         judge_llm: optional chat model judging each sentence against its cited blocks.
         prompts_dir: folder with user overrides of the templates.
@@ -175,7 +188,8 @@ def rag_chain(
     """
     from langchain_core.runnables import RunnableGenerator, RunnableLambda, RunnablePassthrough
 
-    options = {"retriever": retriever, "reranker": reranker, "k": k, "min_score": min_score}
+    options = {"retriever": retriever, "reranker": reranker, "k": k, "min_score": min_score,
+               "min_coverage": min_coverage}
     retrieve = RunnableLambda(partial(_retrieve, **options), afunc=partial(_aretrieve, **options))
     answer = RunnableLambda(partial(_answer_step, llm=llm, lang=lang, prompts_dir=prompts_dir))
     final = _Finalizer(lang, prompts_dir, embeddings, judge_llm)
