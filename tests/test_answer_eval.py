@@ -104,3 +104,15 @@ def test_python_api_against_llama_server(llama_server, tmp_path):
         assert r["relevant_blocks"] == ([r["contexts"].index(f"d{r['id'][1:]}") + 1] if present else [])
         assert not (r["kind"] == "unanswerable" and present)
     json.dumps(report, ensure_ascii=False)
+
+
+@pytest.mark.slow
+def test_cli_answers_with_the_local_model(tmp_path, monkeypatch, capsys):
+    """The built-in local models (qwen2.5-coder-0.5b in-process, multilingual-e5-small; from h16's configs)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["rag", "eval", str(MINI), "--answers", "--sample", "3", "--k", "2", "--chat", "qwen2.5-coder-0.5b",
+                 "--embedding", "multilingual-e5-small", "--json"]) == 0
+    a = json.loads(capsys.readouterr().out)["answers"]
+    assert (a["n"], a["answerable"], a["unanswerable"]) == (6, 3, 3) and a["errors"] == 0
+    assert all(0 <= a[k] <= 1 for k in KEYS - {"n"} if a[k] is not None)
+    assert a["retrieval_hit"] == 1.0 and a["tokens"] > 0  # six passages: the answerable ones are always found
