@@ -43,7 +43,7 @@ def _chat_calls(server) -> int:
 
 def test_cli_answers_on_cmrc_against_fake_dashscope(dashscope_configs, dashscope_server, capsys):
     argv = ["--config", dashscope_configs, "rag", "eval", str(CMRC), "--answers", "--sample", "3",
-            "--chat", "qwen", "--embedding", "emb"]
+            "--chat", "qwen", "--embedding", "emb", "--min-coverage", "0"]
     assert main([*argv, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     a = out["answers"]
@@ -63,6 +63,10 @@ def test_cli_answers_on_cmrc_against_fake_dashscope(dashscope_configs, dashscope
     assert main([*argv, "--json", "--min-score", "1.5"]) == 0
     refused = json.loads(capsys.readouterr().out)["answers"]
     assert (refused["false_refusal"], refused["hallucination"], refused["correct"]) == (1.0, 0.0, 0.0)
+    assert _chat_calls(dashscope_server) == 6
+    # min_coverage above 1: no passage holds more than all of the question, so the chain refuses unasked
+    assert main([*argv, "--json", "--min-coverage", "1.01"]) == 0
+    assert json.loads(capsys.readouterr().out)["answers"]["false_refusal"] == 1.0
     assert _chat_calls(dashscope_server) == 6
     assert main(argv) == 0
     table = capsys.readouterr().out

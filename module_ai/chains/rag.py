@@ -26,8 +26,12 @@ from module_ai.prompts.replies import parse_judgement, reply_text
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
-__all__ = ["format_context", "question_coverage", "rag_chain", "refusal_text", "source_entry"]
+__all__ = ["DEFAULT_MIN_COVERAGE", "format_context", "question_coverage", "rag_chain", "refusal_text", "source_entry"]
 
+DEFAULT_MIN_COVERAGE = 0.1
+"""``min_coverage`` of ``rag ask`` / ``rag eval --answers``: on cmrc2018-dev-zh (BM25 top 3, 150 answerable +
+150 unanswerable questions per slice) it refused no answerable question on the tuning or the held-out
+slice and 12% / 13% of the unanswerable ones before generation (benchmarks/bench_answers.py)."""
 _SCORE_KEYS = ("relevance_score", "dense_score", "score")
 """Score used for the ``min_score`` refusal: reranker score, else dense similarity, else fused score."""
 

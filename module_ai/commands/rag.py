@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from module_ai._redact import printable
+from module_ai.chains.rag import DEFAULT_MIN_COVERAGE
 from module_ai.errors import ConfigError
 from module_ai.registry import load_registry
 
@@ -64,8 +65,9 @@ def _answer_options(p: Any) -> None:
     g.add_argument("--chat", default=None, help="chat model name (default: $MODULE_AI_CHAT)")
     g.add_argument("--k", type=int, default=5, help="context chunks")
     g.add_argument("--min-score", type=float, default=None, help="refuse under this retrieval score")
-    g.add_argument("--min-coverage", type=float, default=None,
-                   help="refuse when less of the question (0..1) is found in the best passage")
+    g.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE,
+                   help="refuse when less of the question (0..1) is found in the best passage "
+                   f"({DEFAULT_MIN_COVERAGE}; 0: off)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--split", choices=["all", "tune", "heldout"], default="all",
                    help="disjoint halves of the queries: tune on one, report the other")
@@ -87,8 +89,9 @@ def _query_options(p: Any) -> None:
     p.add_argument("--k", type=int, default=5, help="context chunks")
     p.add_argument("--mode", choices=["hybrid", "bm25", "dense"], default=None)
     p.add_argument("--min-score", type=float, default=None, help="refuse under this retrieval score")
-    p.add_argument("--min-coverage", type=float, default=None,
-                   help="refuse when less of the question (0..1) is found in the best passage")
+    p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE,
+                   help="refuse when less of the question (0..1) is found in the best passage "
+                   f"({DEFAULT_MIN_COVERAGE}; 0: off)")
     p.add_argument("--lang", choices=["zh", "en"], default="zh")
     p.add_argument("--json", action="store_true")
 
