@@ -8,7 +8,8 @@ The combination with the lowest hallucination rate at a false-refusal rate no hi
 current defaults' is chosen on the tuning slice and then reported on the held-out slice.
 
     python benchmarks/bench_answers.py --chat qwen2.5-coder-0.5b --embedding multilingual-e5-small \
-        --tune 15 --heldout 20 --out /tmp/answers          # add --analyze to re-read saved runs
+        --tune 15 --heldout 20 --out /tmp/answers          # saved runs are re-read, not re-run
+    python benchmarks/bench_answers.py --chat x --embedding x --curves 150   # min_coverage curves, no model
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ POLICIES = [("keep", "lexical"), ("supported_only", "lexical"), ("supported_only
 
 
 def profile_options(profile: str, prompts: str | None) -> dict:
-    """Chain options of a prompt profile (``long``: the standard prompt; ``short``: templates in ``prompts``)."""
-    return {} if profile == "long" else {"prompts_dir": prompts}
+    """Chain options of a prompt profile (``long``: the default prompt; ``short``: the small-model one, or
+    the templates in ``prompts``)."""
+    if prompts and profile != "long":
+        return {"prompts_dir": prompts}
+    return {"prompt_profile": "default"} if profile == "long" else {"prompt_profile": "small"}
 
 
 def e5_embeddings():
@@ -130,6 +134,29 @@ def table(rows: list, title: str) -> str:
     return "\n".join(lines)
 
 
+def coverage_curves(n: int, seed: int = 0) -> dict:
+    """Retrieval only (no model): question coverage of the best of the BM25 top 3 for ``n`` answerable and
+    ``n`` unanswerable questions per slice, and the share of each kind a ``min_coverage`` refuses."""
+    from module_ai.chains.answer_eval import _build_index, load_answers, sample_questions
+    from module_ai.chains.rag import question_coverage
+    from module_ai.retrieval._testing import HashingEmbeddings
+    from module_ai.retrieval.evaluate import load_beir
+
+    corpus, queries, qrels = load_beir(DATA)
+    gold = load_answers(DATA)
+    out = {}
+    for split in ("tune", "heldout"):
+        ans, una, removed = sample_questions(qrels, gold, n, seed=seed, split=split)
+        kb = _build_index(corpus, removed, HashingEmbeddings(size=32), "hash32", Path(f"/tmp/cov-{split}"), False)
+        retriever = kb.as_retriever(k=3, mode="bm25")
+        cov = {kind: [question_coverage(queries[q], retriever.invoke(queries[q])) or 0.0 for q in ids]
+               for kind, ids in (("answerable", ans), ("unanswerable", una))}
+        kb.close()
+        out[split] = {f"{t:.2f}": {kind: round(sum(c < t for c in v) / len(v), 3) for kind, v in cov.items()}
+                      for t in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)}
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--chat", required=True)
@@ -142,7 +169,11 @@ def main() -> None:
     p.add_argument("--profiles", nargs="+", default=["long", "short"])
     p.add_argument("--out", default="/tmp/answers")
     p.add_argument("--short-prompts", default=None, help="folder with the short profile's templates")
+    p.add_argument("--curves", type=int, default=0, help="only the retrieval coverage curves, N per kind")
     args = p.parse_args()
+    if args.curves:
+        print(json.dumps(coverage_curves(args.curves, args.seed), indent=1))
+        return
     Path(args.out).mkdir(parents=True, exist_ok=True)
     runs = {(pr, s): run(args, pr, s, n) for pr in args.profiles
             for s, n in (("tune", args.tune), ("heldout", args.heldout))}
