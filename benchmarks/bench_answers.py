@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from module_ai.chains.answer_report import (  # noqa: E402
+from module_ai.chains.answer_report import (
     apply_settings,
     choose_threshold,
     min_score_curve,
@@ -68,7 +68,7 @@ def e5_embeddings():
 def embeddings_for(reg, name: str):
     try:
         return reg.embeddings(name)
-    except Exception:  # noqa: BLE001 - the registry of this checkout may not have the e5 backend yet
+    except Exception:
         if name != "multilingual-e5-small":
             raise
         return e5_embeddings()

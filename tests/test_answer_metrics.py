@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from module_ai.chains.answer_eval import load_answers, sample_questions
 from module_ai.chains.answer_metrics import (
     answer_contains,
     answer_f1,
@@ -17,9 +18,14 @@ from module_ai.chains.answer_metrics import (
     normalize_answer,
     tokens_of,
 )
-from module_ai.chains.answer_report import apply_settings, choose_threshold, min_score_curve, summarize, worst_examples
+from module_ai.chains.answer_report import (
+    apply_settings,
+    choose_threshold,
+    min_score_curve,
+    summarize,
+    worst_examples,
+)
 from module_ai.retrieval.evaluate import load_beir
-from module_ai.chains.answer_eval import load_answers, sample_questions
 
 REFUSAL = "根据已知信息无法回答"
 CMRC = Path(__file__).resolve().parents[1] / "data" / "retrieval" / "cmrc2018-dev-zh"

@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from module_ai.errors import KnowledgeBaseError
 from module_ai.chains.answer_metrics import has_cjk, is_refusal
 from module_ai.chains.answer_report import apply_settings, min_score_curve, summarize, worst_examples
+from module_ai.errors import KnowledgeBaseError
 from module_ai.retrieval.evaluate import load_beir
 
 __all__ = ["SPLITS", "evaluate_answers", "load_answers", "sample_questions"]
@@ -106,8 +106,8 @@ def _sentences(answer: str, blocks: Sequence[str], embed: Any) -> list[dict[str,
 
 def _ask(chain: Any, qid: str, question: str, kind: str, gold: list[str], relevant: set[str],
          texts: Mapping[str, str], refusal: str, lang: str, embed: Any) -> dict[str, Any]:
-    from module_ai.errors import ContextWindowError
     from module_ai.controls.usage import UsageTracker
+    from module_ai.errors import ContextWindowError
 
     error = None
     with UsageTracker(keep_records=True) as usage:

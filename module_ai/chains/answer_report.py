@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from module_ai.chains.grounding import EMBEDDING_SUPPORT_THRESHOLD, LEXICAL_SUPPORT_THRESHOLD
 from module_ai.chains.answer_metrics import answer_contains, answer_f1, citation_scores
+from module_ai.chains.grounding import EMBEDDING_SUPPORT_THRESHOLD, LEXICAL_SUPPORT_THRESHOLD
 
 __all__ = ["apply_settings", "choose_threshold", "min_score_curve", "sentence_supported", "summarize", "worst_examples"]
 

@@ -65,9 +65,10 @@ def _fmt(value: Any) -> str:
 def answers_table(result: dict[str, Any]) -> str:
     """The metrics, checks, policies, a thinned min_score curve and the worst examples as text."""
     a, s = result["answers"], result["settings"]
-    lines = [f"dataset: {result['dataset']}  answerable {a['answerable']} + unanswerable {a['unanswerable']}  "
-             f"(split {s['split']}, seed {s['seed']}, k {s['k']}, min_score {s['min_score']}, "
-             f"min_coverage {s['min_coverage']})"]
+    head = (f"dataset: {result['dataset']}  answerable {a['answerable']} + unanswerable {a['unanswerable']}  "
+            f"(split {s['split']}, seed {s['seed']}, k {s['k']}, min_score {s['min_score']}, "
+            f"min_coverage {s['min_coverage']})")
+    lines = [head]
     lines += [f"{name:<20}{_fmt(a[name]):>10}  {meaning}" for name, meaning in _ROWS]
     for check, m in result.get("checks", {}).items():
         lines.append(f"check {check:<14} grounded {_fmt(m['grounded'])}  flags wrong answers: precision "
