@@ -82,6 +82,7 @@ def start_llama_server(
     model_alias: str = "tiny",
     n_ctx: int = 2048,
     seed: int = 42,
+    n_threads: int = 1,
     timeout: float = 60.0,
     log_dir: str | Path | None = None,
 ) -> LlamaServer:
@@ -108,9 +109,9 @@ def start_llama_server(
         "--seed",
         str(seed),
         "--n_threads",
-        "1",
+        str(n_threads),
         "--n_threads_batch",
-        "1",
+        str(n_threads),
         "--verbose",
         "false",
     ]
