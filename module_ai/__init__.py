@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     # RAG: knowledge base, fusion, evaluation, the answer chain
     "KnowledgeBase": "module_ai.retrieval",
     "HybridRetriever": "module_ai.retrieval",
+    "evaluate_answers": "module_ai.chains.answer_eval",
     "evaluate_retrieval": "module_ai.retrieval",
     "load_documents": "module_ai.retrieval",
     "rrf_fuse": "module_ai.retrieval",
@@ -126,6 +127,7 @@ __all__ = [
     "check_messages",
     "configure_shared",
     "estimate_tokens",
+    "evaluate_answers",
     "evaluate_retrieval",
     "format_context",
     "image_part",

@@ -19,15 +19,20 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from module_ai.chains.context import format_context, format_numbered, source_entry
-from module_ai.chains.grounding import check_groundedness, is_refusal
+from module_ai.chains.grounding import check_groundedness, is_refusal, lexical_support
 from module_ai.prompts import load_prompt
 from module_ai.prompts.replies import parse_judgement, reply_text
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
-__all__ = ["format_context", "prompt_profile_of", "rag_chain", "refusal_text", "source_entry"]
+__all__ = ["DEFAULT_MIN_COVERAGE", "format_context", "prompt_profile_of", "question_coverage", "rag_chain",
+           "refusal_text", "source_entry"]
 
+DEFAULT_MIN_COVERAGE = 0.1
+"""``min_coverage`` of ``rag ask`` / ``rag eval --answers``: on cmrc2018-dev-zh (BM25 top 3, 150 answerable +
+150 unanswerable questions per slice) it refused no answerable question on the tuning or the held-out
+slice and 12% / 13% of the unanswerable ones before generation (benchmarks/bench_answers.py)."""
 _SCORE_KEYS = ("relevance_score", "dense_score", "score")
 """Score used for the ``min_score`` refusal: reranker score, else dense similarity, else fused score."""
 
@@ -45,30 +50,39 @@ def _top_score(docs: Sequence[Any]) -> float | None:
     return None
 
 
-def _select(question: str, docs: list, reranker: Any, k: int | None, min_score: float | None) -> dict:
+def question_coverage(question: str, docs: Sequence[Any]) -> float | None:
+    """Share (0..1) of the question's content units (CJK bigrams, latin words) found in its best block."""
+    return max((round(lexical_support(question, d.page_content), 3) for d in docs), default=None)
+
+
+def _select(question: str, docs: list, reranker: Any, k: int | None, min_score: float | None,
+            min_coverage: float | None = None) -> dict:
     if reranker is not None and docs:
         docs = list(reranker.compress_documents(docs, question))
     docs = docs[:k] if k else docs
-    top = _top_score(docs)
-    refused = not docs or (min_score is not None and (top is None or top < min_score))
-    return {"question": question, "docs": docs, "refused": refused, "top_score": top}
+    top, coverage = _top_score(docs), question_coverage(question, docs)
+    refused = not docs or (min_score is not None and (top is None or top < min_score)) or (
+        min_coverage is not None and (coverage is None or coverage < min_coverage))
+    return {"question": question, "docs": docs, "refused": refused, "top_score": top, "coverage": coverage}
 
 
 def _question_of(value: Any) -> str:
     return value["question"] if isinstance(value, dict) else str(value)
 
 
-def _retrieve(value: Any, *, retriever: Any, reranker: Any, k: int | None, min_score: float | None) -> dict:
+def _retrieve(value: Any, *, retriever: Any, reranker: Any, k: int | None, min_score: float | None,
+              min_coverage: float | None) -> dict:
     question = _question_of(value)
-    return _select(question, list(retriever.invoke(question)), reranker, k, min_score)
+    return _select(question, list(retriever.invoke(question)), reranker, k, min_score, min_coverage)
 
 
-async def _aretrieve(value: Any, *, retriever: Any, reranker: Any, k: int | None, min_score: float | None):
+async def _aretrieve(value: Any, *, retriever: Any, reranker: Any, k: int | None, min_score: float | None,
+                     min_coverage: float | None):
     question = _question_of(value)
     docs = list(await retriever.ainvoke(question))
     if reranker is not None and docs:
         docs = list(await reranker.acompress_documents(docs, question))
-    return _select(question, docs, None, k, min_score)
+    return _select(question, docs, None, k, min_score, min_coverage)
 
 
 def prompt_profile_of(llm: Any) -> str:
@@ -134,7 +148,7 @@ class _Finalizer:
                 "contexts": [source_entry(i, d, set(cited)) for i, d in enumerate(docs, 1)],
                 "grounded": check["grounded"] and not refused, "unsupported": check["unsupported"],
                 "bad_citations": check["bad_citations"], "refused": refused,
-                "top_score": state.get("top_score")}
+                "top_score": state.get("top_score"), "coverage": state.get("coverage")}
 
     def _judge(self, sentence: str, evidence: str) -> bool:
         prompt = load_prompt("rag_judge", self.lang, override_dir=self.prompts_dir)
@@ -159,6 +173,7 @@ def rag_chain(
     lang: str = "zh",
     k: int | None = None,
     min_score: float | None = None,
+    min_coverage: float | None = None,
     embeddings: Any = None,
     judge_llm: Any = None,
     prompts_dir: str | None = None,
@@ -175,6 +190,9 @@ def rag_chain(
         min_score: refuse without calling ``llm`` when the best document's score is lower. The
             score is ``relevance_score`` (reranker, 0..1) if present, else ``dense_score``, else
             ``score``.
+        min_coverage: refuse without calling ``llm`` when less than this share (0..1) of the
+            question's content units (CJK bigrams, latin words) occurs in its best context block
+            (a scale that reads the same for every retriever and embedding model).
         embeddings: optional ``Embeddings`` for the embedding-overlap groundedness check.
         judge_llm: optional chat model judging each sentence against its cited blocks.
         prompts_dir: folder with user overrides of the templates.
@@ -188,7 +206,8 @@ def rag_chain(
     """
     from langchain_core.runnables import RunnableGenerator, RunnableLambda, RunnablePassthrough
 
-    options = {"retriever": retriever, "reranker": reranker, "k": k, "min_score": min_score}
+    options = {"retriever": retriever, "reranker": reranker, "k": k, "min_score": min_score,
+               "min_coverage": min_coverage}
     retrieve = RunnableLambda(partial(_retrieve, **options), afunc=partial(_aretrieve, **options))
     answer = RunnableLambda(partial(_answer_step, llm=llm, lang=lang, prompts_dir=prompts_dir,
                                     profile=prompt_profile))

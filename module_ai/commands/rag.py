@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from module_ai._redact import printable
+from module_ai.chains.rag import DEFAULT_MIN_COVERAGE
 from module_ai.errors import ConfigError
 from module_ai.registry import load_registry
 
@@ -55,7 +56,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("--save-best", metavar="KB", default=None, help="store the best setting in this index")
     p.add_argument("--collection", default="module_ai_kb", help="Milvus collection of --save-best")
     p.add_argument("--json", action="store_true")
+    _answer_options(p)
     p.set_defaults(func=run_eval)
+
+
+def _answer_options(p: Any) -> None:
+    g = p.add_argument_group("answer evaluation (--answers; needs answers.jsonl in DATA)")
+    g.add_argument("--answers", action="store_true", help="evaluate generated answers instead of retrieval")
+    g.add_argument("--sample", type=int, default=10, help="answerable and unanswerable questions each (10)")
+    g.add_argument("--chat", default=None, help="chat model name (default: $MODULE_AI_CHAT)")
+    g.add_argument("--k", type=int, default=5, help="context chunks")
+    g.add_argument("--min-score", type=float, default=None, help="refuse under this retrieval score")
+    g.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE,
+                   help="refuse when less of the question (0..1) is found in the best passage "
+                   f"({DEFAULT_MIN_COVERAGE}; 0: off)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--split", choices=["all", "tune", "heldout"], default="all",
+                   help="disjoint halves of the queries: tune on one, report the other")
+    g.add_argument("--check-embedding", action="store_true",
+                   help="also measure the embedding groundedness check (with --embedding)")
+    g.add_argument("--worst", type=int, default=5, help="worst examples shown")
 
 
 def _kb_options(p: Any) -> None:
@@ -72,6 +92,9 @@ def _query_options(p: Any) -> None:
     p.add_argument("--k", type=int, default=5, help="context chunks")
     p.add_argument("--mode", choices=["hybrid", "bm25", "dense"], default=None)
     p.add_argument("--min-score", type=float, default=None, help="refuse under this retrieval score")
+    p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE,
+                   help="refuse when less of the question (0..1) is found in the best passage "
+                   f"({DEFAULT_MIN_COVERAGE}; 0: off)")
     p.add_argument("--lang", choices=["zh", "en"], default="zh")
     p.add_argument("--json", action="store_true")
 
@@ -170,7 +193,7 @@ def answer_or_evidence(kb: Any, reg: Any, question: str, args: Any) -> dict[str,
         return {"question": question, "answer": None, "evidence": [source_entry(i, d) for i, d in
                                                                    enumerate(docs[:args.k], 1)]}
     chain = rag_chain(reg.chat(chat), retriever, reranker=reranker, k=args.k, min_score=args.min_score,
-                      lang=args.lang)
+                      min_coverage=args.min_coverage, lang=args.lang)
     if args.json:
         return chain.invoke(question)
     final: dict[str, Any] = {}
@@ -215,6 +238,10 @@ def _fmt(score: Any) -> str:
 
 
 def run_eval(args: Any) -> int:
+    if args.answers:
+        from module_ai.commands._rag_answers import run_answer_eval
+
+        return run_answer_eval(args)
     from module_ai.commands._rag_eval import run_evaluation
 
     result = run_evaluation(args)
