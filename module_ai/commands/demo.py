@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from module_ai.chains.rag import DEFAULT_MIN_COVERAGE
 from module_ai.registry import load_registry
 
 __all__ = ["DEMO_DOCS", "DEMO_QUESTIONS", "question_lang", "register"]
@@ -62,7 +63,7 @@ def run_demo(args: Any) -> int:
         if not args.json:
             print(f"\n问题 / question: {question}")
         ask = argparse.Namespace(chat=args.chat, rerank=None, k=args.k, mode="hybrid", min_score=None,
-                                 lang=question_lang(question), json=args.json)
+                                 min_coverage=DEFAULT_MIN_COVERAGE, lang=question_lang(question), json=args.json)
         out = answer_or_evidence(kb, reg, question, ask)
         outputs.append(out)
         if not args.json:
