@@ -127,8 +127,10 @@ class Registry:
         attached here. Rerankers call this for the chat/embedding model they run on.
         """
         obj = _builder(kind)(kind, cfg, self, path)
-        if kind == "chat" and cfg.fallbacks:
-            obj = obj.with_fallbacks([self.chat(name) for name in cfg.fallbacks])
+        if kind == "chat" and cfg.fallbacks:  # still a chat model: bind_tools/with_structured_output keep them
+            from module_ai.backends._fallbacks import ChatWithFallbacks
+
+            obj = ChatWithFallbacks(runnable=obj, fallbacks=[self.chat(name) for name in cfg.fallbacks])
         return obj
 
     def _typed_config(self, name: str, kind: str) -> ModelConfig:

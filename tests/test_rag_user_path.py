@@ -95,10 +95,16 @@ def test_a_heading_alone_before_a_long_paragraph_is_folded_into_the_next_chunk()
 
 
 def test_snippets_end_on_a_sentence_or_word_boundary():
-    assert snippet("Install the package first. Then run the installer and follow the prompts.", 40) == \
-        "Install the package first.…"
-    assert snippet("alpha beta gamma delta epsilon zeta", 20) == "alpha beta gamma…"
-    assert snippet("先下载安装包。然后运行安装程序，按提示完成安装。", 12) == "先下载安装包。…"
+    texts = ["Install the package first. Then run the installer and follow the prompts on the screen.",
+             "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda",
+             "先下载安装包。然后运行安装程序，按提示完成安装。" * 3]
+    for text in texts:
+        for limit in (12, 20, 33, 40):
+            cut = snippet(text, limit)
+            body = cut.removesuffix("…")
+            assert cut.endswith("…") and len(body) <= limit and text.startswith(body)
+            nxt = text[len(body)]
+            assert body[-1] in "。！？.!?；;，" or nxt == " " or not body[-1].isascii(), (cut, limit)
 
 
 def test_rag_index_prints_a_readable_summary_and_json(cli, config_dir, docs, tmp_path):
