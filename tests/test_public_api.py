@@ -56,3 +56,17 @@ def test_lazy_table_and_all_agree():
     eager = {n for n in module_ai.__all__ if n not in module_ai._LAZY}
     assert set(module_ai._LAZY) <= set(module_ai.__all__)
     assert EXPECTED_CORE <= eager
+
+
+def test_core_dependencies_are_the_described_ones():
+    """The description names langchain, langchain-openai, langchain-community, langchain-ollama, pyyaml and
+    python-dotenv: a plain install carries them (imported only where used, see the test above)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    assert {"langchain", "langchain-openai", "langchain-community", "langchain-ollama", "pyyaml",
+            "python-dotenv"} <= names, names
+    assert "langchain-tests" in " ".join(project["optional-dependencies"]["dev"])
