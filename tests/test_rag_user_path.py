@@ -5,6 +5,7 @@ indexed alone, snippets on sentence/word boundaries, reranker settings as overri
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from module_ai import ConfigError, load_registry

@@ -12,7 +12,7 @@ happens before the standard test runs, so its generic reason never shows).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
@@ -22,6 +22,7 @@ from module_ai.backends.ollama import _chat_class as ollama_chat_class
 from module_ai.backends.openai import _chat_class as openai_chat_class
 from module_ai.backends.openai import thinking_body
 from module_ai.config import ModelConfig
+
 
 def _media_limits(server: str) -> dict[str, str]:
     """Skip reasons for the media tests on a text-only server."""
@@ -72,7 +73,7 @@ class _Server:
     """Sets ``url`` on the class from a session server fixture before ``model`` is built."""
 
     url: str = "http://127.0.0.1:9/v1"
-    limits: dict[str, str] = {}
+    limits: ClassVar[dict[str, str]] = {}
 
     @pytest.fixture(autouse=True)
     def _server_limits(self, request):
@@ -112,7 +113,7 @@ class TestOpenAICompatibleUnit(ChatModelUnitTests):
 
 
 class TestOllamaUnit(_Server, ChatModelUnitTests):
-    limits = {"test_serdes": "not a server limit: langchain-ollama's ChatOllama declares itself not "
+    limits: ClassVar[dict[str, str]] = {"test_serdes": "not a server limit: langchain-ollama's ChatOllama declares itself not "
                              "serializable (is_lc_serializable() is False), so there is nothing to load back"}
 
     @property
@@ -131,7 +132,7 @@ class TestOllamaUnit(_Server, ChatModelUnitTests):
 # ---------------------------------------------------------------- integration: real llama.cpp server
 
 class TestOpenAICompatibleLlamaCpp(_Server, ChatModelIntegrationTests):
-    limits = LLAMA_LIMITS
+    limits: ClassVar[dict[str, str]] = LLAMA_LIMITS
 
     @pytest.fixture(autouse=True)
     def _server(self, llama_server):
@@ -167,7 +168,7 @@ class TestOpenAICompatibleLlamaCpp(_Server, ChatModelIntegrationTests):
 # ---------------------------------------------------------------- integration: local DashScope server
 
 class TestOpenAICompatibleDashScope(_Server, ChatModelIntegrationTests):
-    limits = {
+    limits: ClassVar[dict[str, str]] = {
         **FAKE_TOOL_LIMITS,
         "test_json_mode": "local DashScope server's JSON mode returns one fixed object {'answer': ...}; it "
                           "cannot follow the prompt's keys",
@@ -209,7 +210,7 @@ class TestOpenAICompatibleDashScope(_Server, ChatModelIntegrationTests):
 # ---------------------------------------------------------------- integration: local Ollama server
 
 class TestOllamaNative(_Server, ChatModelIntegrationTests):
-    limits = {
+    limits: ClassVar[dict[str, str]] = {
         **FAKE_TOOL_LIMITS,
         "test_json_mode": "local Ollama server's format=json returns one fixed object; it cannot follow the "
                           "prompt's keys",

@@ -138,8 +138,8 @@ def format_index_summary(summary: dict[str, Any]) -> str:
     counts = ", ".join(f"{len(files[key])} {key}" for key in ("added", "updated", "deleted", "unchanged"))
     lines = [f"indexed into {summary['kb']} in {summary['seconds']:.2f} s ({summary['embedding_model']})",
              f"  files:      {counts}",
-             f"  chunks:     {summary['chunks_added'] or 0} added, {summary['chunks_removed'] or 0} removed, "
-             f"{summary['chunks']} in the index from {summary['sources']} sources",
+             (f"  chunks:     {summary['chunks_added'] or 0} added, {summary['chunks_removed'] or 0} removed, "
+              f"{summary['chunks']} in the index from {summary['sources']} sources"),
              f"  embeddings: {summary['embedded'] or 0} computed (the rest reused from the cache)"]
     lines += [f"skipped {printable(path)}: {printable(why)}" for path, why in summary["skipped"].items()]
     return "\n".join(lines)

@@ -168,7 +168,7 @@ class HTTPReranker(BaseReranker):
 
         try:
             scores, tokens = self._parse(call.run(send), len(texts))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - mapped by _failed and re-raised
             error = self._failed(call, texts, exc)
             raise error from (exc if error is not exc else exc.__cause__)
         return self._settled(call, texts, scores, tokens)
@@ -181,7 +181,7 @@ class HTTPReranker(BaseReranker):
 
         try:
             scores, tokens = self._parse(await call.arun(send), len(texts))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - mapped by _failed and re-raised
             error = self._failed(call, texts, exc)
             raise error from (exc if error is not exc else exc.__cause__)
         return self._settled(call, texts, scores, tokens)
