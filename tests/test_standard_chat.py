@@ -18,6 +18,7 @@ import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
+from module_ai.backends._openai_transport import httpx_clients
 from module_ai.backends.ollama import _chat_class as ollama_chat_class
 from module_ai.backends.openai import _chat_class as openai_chat_class
 from module_ai.backends.openai import thinking_body
@@ -89,6 +90,8 @@ def _openai_params(cfg: ModelConfig, url: str, key: str | None) -> dict[str, Any
     body = thinking_body(cfg)
     if body:
         params["extra_body"] = body
+    if cfg.transport == "httpx":  # module_ai's own transport, as build_chat wires it
+        params.update(httpx_clients(cfg, params, "/chat/completions"))
     return params
 
 

@@ -15,6 +15,7 @@ import pytest
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests, RetrieversIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
+from module_ai.backends._openai_transport import httpx_clients
 from module_ai.backends.local import _embeddings_class as local_class
 from module_ai.backends.ollama import _embeddings_class as ollama_class
 from module_ai.backends.openai import _embeddings_class as openai_class
@@ -35,6 +36,8 @@ def _openai_params(cfg: ModelConfig, key: str | None) -> dict[str, Any]:
               "model_kwargs": {"encoding_format": "float"}, "module_ai_config": cfg}
     if cfg.dimensions:
         params["dimensions"] = cfg.dimensions
+    if cfg.transport == "httpx":  # module_ai's own transport, as build_embeddings wires it
+        params.update(httpx_clients(cfg, params, "/embeddings"))
     return params
 
 
