@@ -20,7 +20,9 @@ from typing import Any
 from module_ai.config import ModelConfig
 from module_ai.controls.tokens import estimate_tokens
 from module_ai.errors import (
+    AuthenticationError,
     BackendError,
+    BadRequestError,
     BudgetExceededError,
     CapabilityError,
     ConfigError,
@@ -29,7 +31,9 @@ from module_ai.errors import (
     MediaError,
     MissingAPIKeyError,
     MissingDependencyError,
+    ModelNotFoundError,
     ModuleAIError,
+    PermissionDeniedError,
     SharedStateError,
     UnknownModelError,
 )
@@ -91,7 +95,9 @@ _LAZY: dict[str, str] = {
 
 # every public name, eager and lazy (sorted; pinned by tests/test_public_api.py)
 __all__ = [
+    "AuthenticationError",
     "BackendError",
+    "BadRequestError",
     "BaseReranker",
     "BudgetExceededError",
     "CapabilityError",
@@ -112,7 +118,9 @@ __all__ = [
     "MissingAPIKeyError",
     "MissingDependencyError",
     "ModelConfig",
+    "ModelNotFoundError",
     "ModuleAIError",
+    "PermissionDeniedError",
     "Registry",
     "SQLiteHistoryStore",
     "SharedStateError",

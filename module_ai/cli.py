@@ -52,18 +52,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, letting a command's trailing positionals (``set_defaults(intermixed=DEST)``) follow
+    options: ``module-ai embed NAME --json TEXT...`` as well as ``embed NAME TEXT... --json``."""
+    args, extra = parser.parse_known_args(argv)
+    dest = getattr(args, "intermixed", None)
+    if extra and dest and not any(item.startswith("-") and item != "-" for item in extra):
+        getattr(args, dest).extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
     except ModuleAIError as exc:
         sys.stderr.write(f"module-ai: error: {printable(str(exc))}\n")  # one line, no terminal escapes
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("module-ai: interrupted\n")
         return 130
+
+
+def _silence_stdout() -> None:
+    """The reader closed our stdout (``module-ai models --json | head``): exit quietly.
+
+    Point the stdout descriptor at /dev/null so the interpreter's final flush cannot fail again.
+    """
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real descriptor (captured output): nothing left to silence
+        pass

@@ -219,6 +219,13 @@ class ModelConfig(BaseModel):
         value = resolve_env(self.api_key.get_secret_value(), path=path, model=self.display_name, field="api_key")
         return value or None
 
+    def api_key_variable(self) -> str | None:
+        """The environment variable ``api_key`` refers to (``${DASHSCOPE_API_KEY}`` -> its name), if any."""
+        if self.api_key is None:
+            return None
+        match = _ENV_REF.search(self.api_key.get_secret_value())
+        return match.group(1) if match else None
+
     def public_dict(self) -> dict[str, Any]:
         """The config as plain data with the key masked (safe to print or save)."""
         data = self.model_dump(mode="json", exclude_defaults=False)

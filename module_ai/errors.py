@@ -13,6 +13,10 @@ Tree::
     ├── UnknownModelError           no model of that name (or of that type) in the registry
     ├── MissingDependencyError      an optional package is not installed (names the extra)
     ├── BackendError                a server or local model failed (names model and URL, never the key)
+    │   ├── AuthenticationError     HTTP 401: the API key is missing, wrong or expired
+    │   ├── PermissionDeniedError   HTTP 403: the key may not use this model (not enabled, no quota)
+    │   ├── ModelNotFoundError      HTTP 404: the server does not serve this model id at this URL
+    │   └── BadRequestError         any other rejected request (400, 413, 422 ...): never retried
     ├── BudgetExceededError         a call would cross the tracker's max_cost
     ├── SharedStateError            the shared Redis (MODULE_AI_REDIS_URL) is unreachable (fail closed)
     ├── ContextWindowError          the input does not fit in input_tokens - out_tokens
@@ -25,7 +29,9 @@ from __future__ import annotations
 from types import ModuleType
 
 __all__ = [
+    "AuthenticationError",
     "BackendError",
+    "BadRequestError",
     "BudgetExceededError",
     "CapabilityError",
     "ConfigError",
@@ -34,7 +40,9 @@ __all__ = [
     "MediaError",
     "MissingAPIKeyError",
     "MissingDependencyError",
+    "ModelNotFoundError",
     "ModuleAIError",
+    "PermissionDeniedError",
     "SharedStateError",
     "UnknownModelError",
 ]
@@ -105,7 +113,31 @@ class MissingDependencyError(ModuleAIError):
 
 
 class BackendError(ModuleAIError):
-    """A server or an in-process model failed. Names the model and URL, never the API key."""
+    """A server or an in-process model failed. Names the model and URL, never the API key.
+
+    HTTP failures carry ``status_code``, ``url`` and ``attempts``; the provider's exception is the
+    ``__cause__``.
+    """
+
+    status_code: int | None = None
+    url: str | None = None
+    attempts: int | None = None
+
+
+class AuthenticationError(BackendError):
+    """HTTP 401: the API key is missing, wrong or expired; the message names the variable to check."""
+
+
+class PermissionDeniedError(BackendError):
+    """HTTP 403: the key is valid but may not use this model (not enabled for the account, no quota)."""
+
+
+class ModelNotFoundError(BackendError):
+    """HTTP 404: the server serves no model of that id at that URL (check ``model`` and ``url``)."""
+
+
+class BadRequestError(BackendError):
+    """The server rejected the request (HTTP 400, 413, 422 ...); it is not retried."""
 
 
 class BudgetExceededError(ModuleAIError):

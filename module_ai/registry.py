@@ -75,8 +75,12 @@ class Registry:
         return self._build("embedding", name, overrides)
 
     def reranker(self, name: str, **overrides: Any) -> BaseDocumentCompressor:
-        """A LangChain ``BaseDocumentCompressor`` that reranks with ``name``."""
-        return self._build("rerank", name, overrides)
+        """A LangChain ``BaseDocumentCompressor`` that reranks with ``name``.
+
+        Reranker settings are overrides too, as with ``CohereRerank(top_n=3)``:
+        ``reg.reranker("gte-rerank-v2", top_n=2, score_threshold=0.3)`` (see ``options`` in README).
+        """
+        return self._build("rerank", name, _rerank_overrides(self.config(name), overrides))
 
     def check(self, name: str) -> dict[str, Any]:
         """Reach the model's server (or load the local model) and report; never raises for I/O.
@@ -90,7 +94,10 @@ class Registry:
         cfg = self.config(name)
         start = time.perf_counter()
         try:
-            found = backend_module(cfg.server_type, cfg.engine).check(cfg, self, self.source(name))
+            if cfg.model_type == "rerank":  # rerank endpoints serve no /models: rerank one document
+                found = _probe_rerank(self.reranker(name))
+            else:
+                found = backend_module(cfg.server_type, cfg.engine).check(cfg, self, self.source(name))
             ok, error = True, None
         except ModuleAIError as exc:
             found, ok, error = None, False, str(exc)
@@ -120,8 +127,10 @@ class Registry:
         attached here. Rerankers call this for the chat/embedding model they run on.
         """
         obj = _builder(kind)(kind, cfg, self, path)
-        if kind == "chat" and cfg.fallbacks:
-            obj = obj.with_fallbacks([self.chat(name) for name in cfg.fallbacks])
+        if kind == "chat" and cfg.fallbacks:  # still a chat model: bind_tools/with_structured_output keep them
+            from module_ai.backends._fallbacks import ChatWithFallbacks
+
+            obj = ChatWithFallbacks(runnable=obj, fallbacks=[self.chat(name) for name in cfg.fallbacks])
         return obj
 
     def _typed_config(self, name: str, kind: str) -> ModelConfig:
@@ -158,8 +167,26 @@ def _builder(kind: str) -> Any:
     return MODEL_BUILDERS[kind]
 
 
+def _probe_rerank(reranker: Any) -> dict[str, Any]:
+    """Rerank one document, the request every rerank endpoint serves."""
+    from module_ai.rerank import rerank_texts
+
+    ranked = rerank_texts(reranker, "ping", ["ping"])
+    return {"reranked_documents": len(ranked), "score": round(ranked[0][1], 4) if ranked else None}
+
+
 def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
+
+
+def _rerank_overrides(cfg: ModelConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Move reranker settings (``top_n``, ``score_threshold`` ...) given as overrides into ``options``."""
+    settings = {k: v for k, v in overrides.items() if k not in ModelConfig.model_fields}
+    if not settings:
+        return overrides
+    fields = {k: v for k, v in overrides.items() if k in ModelConfig.model_fields}
+    fields["options"] = {**cfg.options, **fields.get("options", {}), **settings}
+    return fields
 
 
 def _with_overrides(cfg: ModelConfig, overrides: dict[str, Any], path: str | None) -> ModelConfig:

@@ -133,9 +133,9 @@ def test_no_think_reaches_the_wire_as_enable_thinking_false(ds_reg, dashscope_se
 
 
 def test_thinking_model_non_stream_gets_the_documented_400(ds_reg):
-    from openai import BadRequestError
+    from module_ai import BadRequestError
 
-    with pytest.raises(BadRequestError, match="enable_thinking must be set to false"):
+    with pytest.raises(BadRequestError, match="HTTP 400 .*enable_thinking must be set to false"):
         ds_reg.chat("qwen3-think").invoke("你好")
 
 

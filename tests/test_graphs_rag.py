@@ -63,6 +63,7 @@ def test_relevant_documents_give_a_cited_grounded_answer():
     assert (out["grounded"], out["refused"], out["reason"], out["rewrites"]) == (True, False, "answered", 0)
     assert out["unsupported"] == []
     assert out["sources"] == [{"index": 1, "id": "hr#0", "source": "hr.md", "score": 0.91,
+                               "relevance": None, "relevance_from": None, "fused_score": 0.91,
                                "snippet": LEAVE.page_content, "cited": True}]
     assert retriever.queries == ["年假有几天？"]
     (generate,) = rec.with_text("编号资料")

@@ -9,7 +9,7 @@ from collections import Counter
 import openai
 import pytest
 
-from module_ai import BackendError, ContextWindowError
+from module_ai import BackendError, BadRequestError, ContextWindowError
 from module_ai.controls.cost import call_cost
 from module_ai.controls.limits import ModelLimiter, limiter_for
 from module_ai.controls.usage import track_usage
@@ -100,19 +100,20 @@ def test_one_failing_item_does_not_lose_the_others(echo):
     llm = chat_model(echo.base_url, max_concurrency=4)
     results = llm.batch([item(i) for i in range(10)], return_exceptions=True)
     assert [i for i, r in enumerate(results) if isinstance(r, Exception)] == [3, 7]
-    assert isinstance(results[3], openai.BadRequestError) and results[3].status_code == 400  # provider's own
+    assert isinstance(results[3], BadRequestError) and results[3].status_code == 400
+    assert isinstance(results[3].__cause__, openai.BadRequestError)  # the provider's own, kept as the cause
     assert results[9].content.endswith("tok9")
-    with pytest.raises(openai.BadRequestError) as caught:
+    with pytest.raises(BadRequestError) as caught:
         llm.batch([item(i) for i in range(10)])
     kept = caught.value.batch_results
-    assert len(kept) == 10 and kept[0].content == "tok0" and isinstance(kept[7], openai.BadRequestError)
+    assert len(kept) == 10 and kept[0].content == "tok0" and isinstance(kept[7], BadRequestError)
 
 
 async def test_abatch_keeps_order_and_returns_errors(echo):
     echo.configure(latency_ms=2, faults=lambda k, path, body: "400" if _index(body) == 5 else None)
     llm = chat_model(echo.base_url, max_concurrency=6)
     results = await llm.abatch([item(i) for i in range(40)], return_exceptions=True)
-    assert isinstance(results[5], openai.BadRequestError)
+    assert isinstance(results[5], BadRequestError)
     assert [r.content.split()[-1] for i, r in enumerate(results) if i != 5] == [f"tok{i}" for i in range(40) if i != 5]
     assert echo.stats()["max_in_flight"] <= 6
 
@@ -135,7 +136,7 @@ def test_retries_are_bounded_and_400_is_never_retried(echo):
     assert "HTTP 500" in str(caught.value) and "3 attempts (max_retries 2)" in str(caught.value)
     assert usage.calls == 1 and usage.errors == 1
     echo.configure(faults=lambda k, path, body: "400")
-    with pytest.raises(openai.BadRequestError) as rejected:
+    with pytest.raises(BadRequestError) as rejected:
         llm.invoke("hi")
     assert echo.count == 4 and rejected.value.attempts == 1
 

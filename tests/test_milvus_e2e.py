@@ -83,7 +83,8 @@ def test_cli_index_ask_eval_with_milvus(workspace, capsys, monkeypatch):
     answered = json.loads(capsys.readouterr().out)
     assert answered["answer"] and len(answered["contexts"]) == 2
     assert main(["--config", cfg, "rag", "index", str(workspace / "docs"), "--kb", kb, "--quiet", *milvus]) == 0
-    assert "chunks_added=0" in capsys.readouterr().out  # unchanged folder: a no-op sync
+    summary = capsys.readouterr().out  # unchanged folder: a no-op sync
+    assert "chunks:     0 added, 0 removed" in summary and "embeddings: 0 computed" in summary
     assert main(["--config", cfg, "rag", "ask", "q", "--kb", str(workspace / "nokb"), *milvus]) == 1
     assert "module-ai rag index" in capsys.readouterr().err
     data = _tiny_beir(workspace / "beir")

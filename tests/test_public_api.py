@@ -29,20 +29,44 @@ def test_errors_share_one_base():
             assert issubclass(obj, module_ai.ModuleAIError), name
 
 
+def _import_seconds(module: str) -> float:
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    return float(subprocess.check_output([sys.executable, "-c", code], text=True))
+
+
 def test_import_is_light_and_lazy():
     code = (
-        "import sys, time; t = time.perf_counter(); import module_ai; dt = time.perf_counter() - t; "
+        "import sys; import module_ai; "
         "import json; heavy = ['langchain_openai', 'langchain_ollama', 'torch', 'sentence_transformers', "
         "'llama_cpp', 'bm25s', 'faiss', 'rjieba', 'jieba', 'numpy', 'langgraph', 'pymilvus', 'openai', "
-        "'langchain_community', 'langchain_classic']; "
-        "print(json.dumps({'t': dt, 'loaded': [m for m in heavy if m in sys.modules]}))"
+        "'langchain', 'langchain_community', 'langchain_classic']; "
+        "print(json.dumps({'loaded': [m for m in heavy if m in sys.modules]}))"
     )
-    runs = [json.loads(subprocess.check_output([sys.executable, "-c", code], text=True)) for _ in range(3)]
-    assert all(r["loaded"] == [] for r in runs), runs
-    assert min(r["t"] for r in runs) < 0.3, runs
+    loaded = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))["loaded"]
+    assert loaded == [], loaded
+    # side by side in the same run (no absolute duration): module_ai against langchain_openai
+    ours, reference = [], []
+    for _ in range(3):
+        ours.append(_import_seconds("module_ai"))
+        reference.append(_import_seconds("langchain_openai"))
+    assert min(ours) < 0.4 * min(reference), (ours, reference)
 
 
 def test_lazy_table_and_all_agree():
     eager = {n for n in module_ai.__all__ if n not in module_ai._LAZY}
     assert set(module_ai._LAZY) <= set(module_ai.__all__)
     assert EXPECTED_CORE <= eager
+
+
+def test_core_dependencies_are_the_described_ones():
+    """The description names langchain, langchain-openai, langchain-community, langchain-ollama, pyyaml and
+    python-dotenv: a plain install carries them (imported only where used, see the test above)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    assert {"langchain", "langchain-openai", "langchain-community", "langchain-ollama", "pyyaml",
+            "python-dotenv"} <= names, names
+    assert "langchain-tests" in " ".join(project["optional-dependencies"]["dev"])

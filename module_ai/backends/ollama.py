@@ -32,6 +32,13 @@ def _chat_class() -> type:
         class ManagedChatOllama(ManagedChatMixin, ChatOllama):
             """``ChatOllama`` with module_ai usage, cost and limits."""
 
+            def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+                """Traces name the model a call used: a per-call ``model=`` override (stock reports ``self.model``)."""
+                params = super()._get_ls_params(stop=stop, **kwargs)
+                if kwargs.get("model"):
+                    params["ls_model_name"] = kwargs["model"]
+                return params
+
         _classes["chat"] = ManagedChatOllama
     return _classes["chat"]
 

@@ -80,6 +80,13 @@ def _chat_class():
 
         _module_ai_loop: Any = PrivateAttr(default=None)
 
+        @classmethod
+        def lc_id(cls) -> list[str]:
+            """Serialized as the stock ``ChatOpenAI`` (its constructor arguments are all that is saved;
+            the config is not), so ``load(dumpd(llm), allowed_objects="all")`` gives back an equal
+            ``ChatOpenAI``. For a managed model again use ``reg.chat(name)``."""
+            return ChatOpenAI.lc_id()
+
         def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict:
             payload = super()._get_request_payload(input_, stop=stop, **kwargs)
             if "max_completion_tokens" in payload and "max_tokens" not in payload:
@@ -147,7 +154,9 @@ def _chat_class():
             return gen
 
         def with_structured_output(self, schema: Any = None, **kwargs: Any):
-            cfg: ModelConfig = self.module_ai_config
+            cfg: ModelConfig | None = self.module_ai_config
+            if cfg is None:  # built directly, not from a config: stock behaviour
+                return ChatOpenAI.with_structured_output(self, schema, **kwargs)
             body = {**(self.extra_body or {}), **thinking_body(cfg, enable=False)}
             if cfg.thinking_style == "none":
                 body = dict(self.extra_body or {})

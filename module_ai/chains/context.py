@@ -15,9 +15,8 @@ from typing import Any
 from module_ai.controls.tokens import estimate_tokens
 
 __all__ = [
-    "SNIPPET_CHARS", "citations", "fit_documents", "format_context", "format_numbered", "neutralize", "snippet",
-    "source_entry",
-    "sources_of", "split_sentences", "strip_citations", "truncate_to_tokens",
+    "SNIPPET_CHARS", "citations", "fit_documents", "format_context", "format_numbered", "neutralize", "relevance",
+    "snippet", "source_entry", "sources_of", "split_sentences", "strip_citations", "truncate_to_tokens",
 ]
 
 SNIPPET_CHARS = 200
@@ -154,12 +153,36 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return (head[:ends[-1]].rstrip() if ends else head) + "…"
 
 
+def relevance(meta: dict[str, Any]) -> tuple[float | None, str | None]:
+    """A document's relevance on 0..1 and where it comes from (the scale ``--min-score`` uses).
+
+    The reranker's ``relevance_score`` (already 0..1) if present, else the dense side's cosine
+    similarity clipped to 0..1; ``(None, None)`` for keyword-only (BM25) results, whose scores have
+    no fixed scale.
+
+    Example:
+        >>> relevance({"dense_score": 0.62, "score": 1.9})
+        (0.62, 'cosine')
+    """
+    if meta.get("relevance_score") is not None:
+        return float(meta["relevance_score"]), "rerank"
+    if meta.get("dense_score") is not None:
+        return min(max(float(meta["dense_score"]), 0.0), 1.0), "cosine"
+    return None, None
+
+
 def source_entry(index: int, doc: Any, cited: set[int] | None = None) -> dict[str, Any]:
-    """What an answer reports about context block ``[index]``: index, id, source, score, snippet, cited."""
+    """What an answer reports about context block ``[index]``: index, id, source, score, snippet, cited.
+
+    ``relevance`` is on 0..1 (:func:`relevance`; ``relevance_from`` says which score it is);
+    ``score`` and ``fused_score`` are the retriever's raw ranking values (fused scores are unbounded).
+    """
     meta = doc.metadata
     score = next((meta[k] for k in _REPORT_KEYS if meta.get(k) is not None), None)
+    value, origin = relevance(meta)
     return {"index": index, "id": doc.id or meta.get("id") or meta.get("chunk_id"),
-            "source": meta.get("source"), "score": score, "snippet": snippet(doc.page_content),
+            "source": meta.get("source"), "score": score, "relevance": value, "relevance_from": origin,
+            "fused_score": meta.get("fused_score", meta.get("score")), "snippet": snippet(doc.page_content),
             "cited": index in cited if cited is not None else None}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from module_ai.errors import ModuleAIError
@@ -46,4 +47,8 @@ def run_bench(args: Any) -> int:
     report = bench_model(registry, args.name, levels, args.requests, prompt=args.prompt or DEFAULT_PROMPT,
                          max_tokens=args.max_tokens, progress=not args.no_progress)
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_bench(report))
-    return 0
+    failed = [lv for lv in report["levels"] if lv["errors"] == lv["requests"]]
+    for lv in failed:
+        sys.stderr.write(f"module-ai: error: every request at concurrency {lv['concurrency']} failed: "
+                         f"{lv['first_error']}\n")
+    return 1 if failed else 0

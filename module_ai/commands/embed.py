@@ -19,7 +19,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("texts", nargs="*", help="texts to embed")
     p.add_argument("--file", help="a file with one text per line ('-' for stdin)")
     p.add_argument("--json", action="store_true", help="print the full vectors as JSON")
-    p.set_defaults(func=run_embed)
+    p.set_defaults(func=run_embed, intermixed="texts")
 
 
 def _texts(args: Any) -> list[str]:

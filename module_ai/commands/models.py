@@ -44,6 +44,9 @@ def models_table(rows: list[dict[str, Any]]) -> str:
 
 def run_models(args: Any) -> int:
     reg = load_registry(args.config)
+    hint = _where_configs_were_looked_for(args.config)
+    if hint:
+        sys.stderr.write(hint + "\n")
     names = reg.names(args.type)
     if args.json:
         data = [{**reg.config(n).public_dict(), "name": n, "source": reg.source(n)} for n in names]
@@ -51,6 +54,21 @@ def run_models(args: Any) -> int:
     else:
         print(models_table([_row(n, reg.config(n)) for n in names]))
     return 0
+
+
+def _where_configs_were_looked_for(config: str | None) -> str | None:
+    """A hint on stderr when no user configs were found, so only the built-in models are listed."""
+    import os
+    from pathlib import Path
+
+    from module_ai.registry import DEFAULT_CONFIG_DIR
+
+    if config or os.environ.get("MODULE_AI_CONFIG") or Path(DEFAULT_CONFIG_DIR).exists():
+        return None
+    looked = Path(DEFAULT_CONFIG_DIR).resolve()
+    return (f"module-ai: no configs found: looked for --config (not given), $MODULE_AI_CONFIG (not set) and "
+            f"{looked} (does not exist); listing the built-in models only. Point at your configs with "
+            "`module-ai --config PATH models` or `export MODULE_AI_CONFIG=PATH`")
 
 
 def run_check(args: Any) -> int:

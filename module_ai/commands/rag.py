@@ -33,6 +33,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--chunk-size", type=int, default=500)
     p.add_argument("--chunk-overlap", type=int, default=80)
     p.add_argument("--rebuild", action="store_true", help="rebuild from scratch instead of syncing")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_index)
     p = sub.add_parser("ask", help="answer a question from the knowledge base, with citations")
     p.add_argument("question")
@@ -91,7 +92,8 @@ def _query_options(p: Any) -> None:
     p.add_argument("--rerank", default=None, help="reranker model name")
     p.add_argument("--k", type=int, default=5, help="context chunks")
     p.add_argument("--mode", choices=["hybrid", "bm25", "dense"], default=None)
-    p.add_argument("--min-score", type=float, default=None, help="refuse under this retrieval score")
+    p.add_argument("--min-score", type=float, default=None, metavar="S",
+                   help="relevance 0..1 (reranker score, else cosine similarity) a chunk needs; none: 'no matches'")
     p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE,
                    help="refuse when less of the question (0..1) is found in the best passage "
                    f"({DEFAULT_MIN_COVERAGE}; 0: off)")
@@ -130,18 +132,43 @@ def open_kb(args: Any, reg: Any, *, create_from: list[str] | None = None, embedd
 
 
 def run_index(args: Any) -> int:
+    import time
+
     reg = load_registry(args.config)
     for doc in args.docs:
         if not Path(doc).exists():
             raise ConfigError(f"'{doc}' does not exist", field="docs")
+    start = time.perf_counter()
     kb = open_kb(args, reg, create_from=args.docs, embedding=args.embedding)
+    summary = index_summary(kb, args.kb, time.perf_counter() - start)
+    print(json.dumps(summary, ensure_ascii=False, indent=2) if args.json else format_index_summary(summary))
+    return 0
+
+
+def index_summary(kb: Any, where: str, seconds: float) -> dict[str, Any]:
+    """What ``rag index`` did: files added/updated/deleted/unchanged, chunks, embeddings made, time."""
     stats = kb.stats()
     report = getattr(kb, "last_report", None)
-    print(f"indexed {stats['chunks']} chunks from {stats['sources']} sources into {args.kb}"
-          + (f" ({report})" if report else ""))
-    for path, why in (getattr(report, "skipped", None) or {}).items():
-        print(f"skipped {printable(path)}: {printable(why)}")
-    return 0
+    files = {key: list(getattr(report, key, []) or []) for key in ("added", "updated", "deleted", "unchanged")}
+    return {"kb": str(where), "files": files, "chunks_added": getattr(report, "chunks_added", None),
+            "chunks_removed": getattr(report, "chunks_removed", None),
+            "embedded": getattr(report, "embedded", None), "chunks": stats.get("chunks"),
+            "sources": stats.get("sources"), "embedding_model": stats.get("embedding_model"),
+            "skipped": {str(path): str(why) for path, why in (getattr(report, "skipped", None) or {}).items()},
+            "seconds": round(seconds, 2)}
+
+
+def format_index_summary(summary: dict[str, Any]) -> str:
+    """The index summary as a few readable lines."""
+    files = summary["files"]
+    counts = ", ".join(f"{len(files[key])} {key}" for key in ("added", "updated", "deleted", "unchanged"))
+    lines = [f"indexed into {summary['kb']} in {summary['seconds']:.2f} s ({summary['embedding_model']})",
+             f"  files:      {counts}",
+             (f"  chunks:     {summary['chunks_added'] or 0} added, {summary['chunks_removed'] or 0} removed, "
+              f"{summary['chunks']} in the index from {summary['sources']} sources"),
+             f"  embeddings: {summary['embedded'] or 0} computed (the rest reused from the cache)"]
+    lines += [f"skipped {printable(path)}: {printable(why)}" for path, why in summary["skipped"].items()]
+    return "\n".join(lines)
 
 
 def run_stats(args: Any) -> int:
@@ -176,12 +203,32 @@ def default_chat(reg: Any) -> str | None:
     return DEFAULT_CHAT
 
 
+SCALE_NOTE = ("relevance is 0..1: the reranker's relevance_score (rerank) or the dense cosine similarity "
+              "clipped at 0 (cosine); fused is the hybrid ranking value, unbounded, for ordering only")
+
+
+def _check_min_score(args: Any) -> None:
+    if args.min_score is None:
+        return
+    if not 0 <= args.min_score <= 1:
+        raise ConfigError(f"--min-score is a relevance between 0 and 1, got {args.min_score}", field="--min-score")
+    if args.mode == "bm25" and not args.rerank:
+        raise ConfigError("--min-score needs a 0..1 relevance, which BM25 scores are not; use --mode hybrid or "
+                          "dense, or add --rerank NAME", field="--min-score")
+
+
 def answer_or_evidence(kb: Any, reg: Any, question: str, args: Any) -> dict[str, Any]:
-    """Answer with a chat model (``--chat``, ``$MODULE_AI_CHAT``, else the local default), else show evidence."""
+    """Answer with a chat model (``--chat``, ``$MODULE_AI_CHAT``, else the local default), else the evidence.
+
+    ``--min-score`` applies either way: without a chat model chunks under it are dropped; with one,
+    the question is refused without calling the model when no chunk reaches it (``no_matches``).
+    """
     import os
 
-    from module_ai.chains.rag import rag_chain, source_entry
+    from module_ai.chains.context import relevance, source_entry
+    from module_ai.chains.rag import rag_chain
 
+    _check_min_score(args)
     chat = args.chat or os.environ.get("MODULE_AI_CHAT") or default_chat(reg)
     chat = None if chat == "none" else chat
     reranker = reg.reranker(args.rerank) if args.rerank else None
@@ -190,12 +237,16 @@ def answer_or_evidence(kb: Any, reg: Any, question: str, args: Any) -> dict[str,
         docs = retriever.invoke(question)
         if reranker is not None:
             docs = list(reranker.compress_documents(docs, question))
-        return {"question": question, "answer": None, "evidence": [source_entry(i, d) for i, d in
-                                                                   enumerate(docs[:args.k], 1)]}
+        docs = docs[:args.k]
+        best = max((relevance(d.metadata)[0] or 0.0 for d in docs), default=None)
+        if args.min_score is not None:
+            docs = [d for d in docs if (relevance(d.metadata)[0] or 0.0) >= args.min_score]
+        return {"question": question, "answer": None, "no_matches": not docs, "min_score": args.min_score,
+                "best_relevance": best, "evidence": [source_entry(i, d) for i, d in enumerate(docs, 1)]}
     chain = rag_chain(reg.chat(chat), retriever, reranker=reranker, k=args.k, min_score=args.min_score,
                       min_coverage=args.min_coverage, lang=args.lang)
     if args.json:
-        return chain.invoke(question)
+        return _with_no_matches(chain.invoke(question), args)
     final: dict[str, Any] = {}
     for piece in chain.stream(question):
         if "answer" in piece:
@@ -203,7 +254,16 @@ def answer_or_evidence(kb: Any, reg: Any, question: str, args: Any) -> dict[str,
             sys.stdout.flush()
         final.update({k: v for k, v in piece.items() if k != "answer"})
     sys.stdout.write("\n")
-    return {**final, "streamed": True}
+    return _with_no_matches({**final, "streamed": True}, args)
+
+
+def _with_no_matches(out: dict[str, Any], args: Any) -> dict[str, Any]:
+    """Mark a refusal caused by ``--min-score`` (or an empty index) as ``no_matches``."""
+    contexts = out.get("contexts") or []
+    top = out.get("top_score")
+    below = args.min_score is not None and (top is None or top < args.min_score)
+    return {**out, "no_matches": bool(out.get("refused")) and (not contexts or below),
+            "min_score": args.min_score}
 
 
 def run_ask(args: Any) -> int:
@@ -211,26 +271,47 @@ def run_ask(args: Any) -> int:
     kb = open_kb(args, reg)
     out = answer_or_evidence(kb, reg, args.question, args)
     if args.json:
-        print(json.dumps(out, ensure_ascii=False, indent=2))
+        print(json.dumps({**out, "scale": SCALE_NOTE}, ensure_ascii=False, indent=2))
         return 0
     _print_answer(out)
     return 0
 
 
+def _no_matches_line(out: dict[str, Any]) -> str:
+    best = out.get("best_relevance", out.get("top_score"))
+    if out.get("min_score") is None:
+        return "no matches: the knowledge base returned nothing for this question"
+    return (f"no matches: no chunk reaches --min-score {out['min_score']:g} "
+            f"(best relevance {_fmt(best)}; {SCALE_NOTE})")
+
+
 def _print_answer(out: dict[str, Any]) -> None:
     if out.get("answer") is None and not out.get("streamed"):
+        if out.get("no_matches"):
+            print(_no_matches_line(out))
+            return
         print("No chat model configured: showing the evidence. Set --chat NAME or MODULE_AI_CHAT=NAME, or "
               f"install the local one ({DEFAULT_CHAT}): pip install 'module_ai[embedded]'.")
+        print(f"({SCALE_NOTE})")
         for e in out["evidence"]:
-            snippet = " ".join(e["snippet"].split())
-            print(f"[{e['index']}] {e['source']}  score={_fmt(e['score'])}\n    {snippet}")
+            print(f"[{e['index']}] {e['source']}  {_scores(e)}\n    {e['snippet']}")
         return
     if not out.get("streamed"):
         print(out["answer"])
+    if out.get("no_matches"):
+        print(f"  ({_no_matches_line(out)}; the model was not asked)")
+        return
     for s in out.get("sources", []):
-        print(f"  [{s['index']}] {s['source']}  score={_fmt(s['score'])}")
+        print(f"  [{s['index']}] {s['source']}  {_scores(s)}")
     status = "refused" if out.get("refused") else ("grounded" if out.get("grounded") else "NOT grounded")
     print(f"  ({status}; unsupported sentences: {len(out.get('unsupported', []))})")
+
+
+def _scores(entry: dict[str, Any]) -> str:
+    """``relevance 0.734 (cosine)  fused 1.92``: the 0..1 value first, the raw ranking value beside it."""
+    rel = entry.get("relevance")
+    head = f"relevance {rel:.3f} ({entry.get('relevance_from')})" if rel is not None else "relevance - (bm25)"
+    return f"{head}  fused {_fmt(entry.get('fused_score'))}"
 
 
 def _fmt(score: Any) -> str:

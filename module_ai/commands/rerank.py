@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--top-n", "-n", type=int, default=None, help="show only the best N")
     p.add_argument("--threshold", type=float, default=None, help="drop results whose relevance_score is lower")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=run_rerank)
+    p.set_defaults(func=run_rerank, intermixed="docs")
 
 
 def read_documents(docs: list[str], file: str | None) -> list[str]:

@@ -51,11 +51,20 @@ def substantive(chunk: Any) -> bool:
                 or message.additional_kwargs.get("reasoning_content"))
 
 
+def _resolved_url(cfg: Any, path: str | None) -> str | None:
+    """The URL requests go to (``${VAR:-default}`` expanded), for error messages."""
+    try:
+        return cfg.resolved_url(path)
+    except Exception:  # noqa: BLE001 - an unresolvable URL was never used; show it as written
+        return cfg.url
+
+
 class ManagedCall:
     """State of one logical call across its attempts (see the module docstring)."""
 
     __slots__ = (
         "_held",
+        "_path",
         "_slot",
         "_t0",
         "_url",
@@ -86,7 +95,8 @@ class ManagedCall:
         self._slot: Any = None
         self._held = False
         self._t0 = self.start
-        self._url = redact_url(cfg.url)
+        self._url = redact_url(_resolved_url(cfg, path))
+        self._path = path
 
     # ---- admission ------------------------------------------------------------------------------
     def _admit(self) -> None:
@@ -110,7 +120,7 @@ class ManagedCall:
             self._held = False
             self.limiter.release(self._slot, overload=failure.overload)
         if not failure.retryable or self.attempts > self.cfg.max_retries:
-            raise backend_error(exc, self.cfg, self.attempts, url=self._url) from exc
+            raise backend_error(exc, self.cfg, self.attempts, url=self._url, path=self._path) from exc
         return self.limiter.retry_policy.delay(self.attempts, failure.retry_after)
 
     # ---- plain calls ----------------------------------------------------------------------------

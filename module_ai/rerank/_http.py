@@ -168,8 +168,9 @@ class HTTPReranker(BaseReranker):
 
         try:
             scores, tokens = self._parse(call.run(send), len(texts))
-        except Exception as exc:
-            raise self._failed(call, texts, exc) from exc
+        except Exception as exc:  # noqa: BLE001 - mapped by _failed and re-raised
+            error = self._failed(call, texts, exc)
+            raise error from (exc if error is not exc else exc.__cause__)
         return self._settled(call, texts, scores, tokens)
 
     async def _arequest(self, client: httpx.AsyncClient, query: str, texts: list[str]) -> dict[int, float]:
@@ -180,8 +181,9 @@ class HTTPReranker(BaseReranker):
 
         try:
             scores, tokens = self._parse(await call.arun(send), len(texts))
-        except Exception as exc:
-            raise self._failed(call, texts, exc) from exc
+        except Exception as exc:  # noqa: BLE001 - mapped by _failed and re-raised
+            error = self._failed(call, texts, exc)
+            raise error from (exc if error is not exc else exc.__cause__)
         return self._settled(call, texts, scores, tokens)
 
     def _settled(self, call: Any, texts: list[str], scores: dict[int, float], tokens: int | None):
@@ -202,16 +204,12 @@ class HTTPReranker(BaseReranker):
                                f"body starts {response.text[:200]!r}", model=self._label) from exc
 
     def _final_error(self, exc: Exception, attempts: int) -> Exception:
-        """The error to raise: HTTP errors as :class:`BackendError` (model, endpoint, status), never the key."""
+        """The error to raise (mapped by :func:`module_ai.controls.retry.backend_error`), never showing the key."""
         key = self.api_key.get_secret_value() if self.api_key is not None else ""
-        if isinstance(exc, _StatusError):  # rejected and not retried (400, 401, 404, 413 ...)
-            error = BackendError(f"HTTP {exc.status_code} from {self.endpoint} after {attempts} attempt"
-                                 f"{'s' if attempts != 1 else ''}: {exc.detail}; the request was rejected and "
-                                 "not retried, fix it and call again", model=self._label)
-            error.status_code, error.attempts = exc.status_code, attempts
-            exc = error
         if isinstance(exc, BackendError) and key and key in str(exc):
-            return BackendError(exc.message.replace(key, "***"), model=exc.model, path=exc.path)
+            error = type(exc)(exc.message.replace(key, "***"), model=exc.model, path=exc.path)
+            error.status_code, error.url, error.attempts = exc.status_code, exc.url, exc.attempts
+            return error
         return exc
 
     def _record(self, call: Any, texts: list[str], tokens: int | None, error: str | None = None) -> None:
@@ -249,7 +247,7 @@ class _StatusError(Exception):
         inner = self.body.get("error", self.body) if isinstance(self.body, dict) else None
         message = inner.get("message") if isinstance(inner, dict) else inner
         self.detail = str(message)[:300] if isinstance(message, str) and message else response.text[:300]
-        super().__init__(f"HTTP {response.status_code}: {self.detail}")
+        super().__init__(self.detail)
 
 
 def _checked(response: httpx.Response) -> httpx.Response:

@@ -53,18 +53,28 @@ def _sections(blocks: Iterable[tuple[int, str, str]], base: dict[str, Any]) -> l
 
     ``start_index`` is the offset of the section's first non-blank line in ``"\n".join(raw_lines)``.
     """
+    from module_ai.retrieval.splitter import bare_heading
+
     docs: list[Document] = []
     path: list[tuple[int, str]] = []
     lines: list[str] = []
     offset = start = 0
+    folded: list[str] = []  # headings of sections without content (not ancestors of the next one)
 
     def flush() -> None:
         text = "\n".join(lines)
         body = text.lstrip("\n")
-        if body.strip():
-            heading = " > ".join(h for _, h in path)
-            skip = len(text) - len(body)
-            docs.append(_doc(body.rstrip(), **base, heading=heading, start_index=start + skip))
+        if not body.strip():
+            return
+        heading = " > ".join(h for _, h in path)
+        if bare_heading(body) is not None:  # a bare "# Title" or "---": folded into the next heading
+            folded.append(heading)
+            return
+        extra = [h for h in folded if h and not heading.startswith(h)]
+        folded.clear()
+        skip = len(text) - len(body)
+        docs.append(_doc(body.rstrip(), **base, heading="; ".join([*extra, heading] if heading else extra),
+                         start_index=start + skip))
 
     for level, heading, raw in blocks:
         if level > 0:

@@ -47,26 +47,44 @@ class HybridRetriever(BaseRetriever):
     vector_store: VectorStore | None = None
     """A LangChain VectorStore used as the dense side instead of the built-in vectors."""
 
-    def _first_stage(self, query: str) -> list[Document]:
+    def _settings_for(self, overrides: dict[str, Any]) -> RetrievalSettings:
+        """The settings of one call: ``invoke(q, k=1, mode="bm25")`` overrides the retriever's own."""
+        if not overrides:
+            return self.settings
+        from dataclasses import fields
+
+        from module_ai.errors import ConfigError
+
+        known = {f.name for f in fields(RetrievalSettings)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown retrieval setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                              field=unknown[0])
+        return self.settings.updated(**overrides)
+
+    def _first_stage(self, query: str, settings: RetrievalSettings) -> list[Document]:
         kb: SearchableStore = self.kb
         if self.reranker is None:
-            return kb.retrieve(query, self.settings, vector_store=self.vector_store)
-        first = replace(self.settings, score_threshold=None)
+            return kb.retrieve(query, settings, vector_store=self.vector_store)
+        first = replace(settings, score_threshold=None)
         return kb.retrieve(query, first, limit=self.rerank_top or first.candidates, vector_store=self.vector_store)
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        docs = self._first_stage(query)
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
+                                **overrides: Any) -> list[Document]:
+        settings = self._settings_for(overrides)
+        docs = self._first_stage(query, settings)
         if self.reranker is None:
             return docs
-        return rerank(docs, query, self.reranker, self.settings.k, self.settings.score_threshold)
+        return rerank(docs, query, self.reranker, settings.k, settings.score_threshold)
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **overrides: Any
     ) -> list[Document]:
-        docs = await run_in_executor(None, self._first_stage, query)
+        settings = self._settings_for(overrides)
+        docs = await run_in_executor(None, self._first_stage, query, settings)
         if self.reranker is None:
             return docs
-        return await arerank(docs, query, self.reranker, self.settings.k, self.settings.score_threshold)
+        return await arerank(docs, query, self.reranker, settings.k, settings.score_threshold)
 
 
 class RetrieverMixin:

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from langchain_core.documents import Document
 
-__all__ = ["chunk_id", "split_documents", "split_text"]
+__all__ = ["bare_heading", "chunk_id", "split_documents", "split_text"]
 
 _SENTENCE_END = re.compile(
     r"(?:[。！？；…]+|\.{3,}|[.!?;]+(?=\s|$))[”’\"'」』）)\]】]*\s*|\n\s*\n\s*|\n"
 )
 _SOFT_BREAK = re.compile(r"[，、,：:\s]+")
+_HEADING_LINE = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_SEPARATOR_LINE = re.compile(r"^\s*(?:[-*_=~]\s*){3,}$")
 
 Span = tuple[int, int]
 
@@ -37,6 +39,29 @@ def chunk_id(source: str, text: str, occurrence: int = 0) -> str:
     h.update(f"{source}\x00{occurrence}\x00".encode())
     h.update(text.encode("utf-8", "surrogatepass"))
     return h.hexdigest()
+
+
+def bare_heading(text: str) -> str | None:
+    """For text made only of Markdown headings and separators (``---``, a bare ``# Title``), the
+    headings (``""`` for separators only); ``None`` for text with content of its own.
+
+    Such text is never indexed as a chunk: its headings go into the next chunk's ``heading``.
+
+    Example:
+        >>> bare_heading("# 安装\\n\\n---"), bare_heading("---"), bare_heading("# 安装\\n先下载。")
+        ('安装', '', None)
+    """
+    headings = []
+    for line in text.splitlines():
+        if not line.strip() or _SEPARATOR_LINE.match(line):
+            continue
+        match = _HEADING_LINE.match(line)
+        if match:
+            headings.append(match.group(1))
+        elif re.search(r"\w", line):
+            return None  # a line with content of its own
+    # only headings, separators and punctuation-only lines (``` fences, |---|) remain
+    return " > ".join(h for h in headings if h)
 
 
 def _length_function(unit: str) -> Callable[[str], int]:
@@ -201,8 +226,13 @@ def split_documents(
     for doc in docs:
         source = str(doc.metadata.get("source") or f"mem:{chunk_id('', doc.page_content)[:16]}")
         base = int(doc.metadata.get("start_index", 0) or 0)
+        pending = ""  # headings of bare chunks, folded into the next chunk's ``heading``
         for start, end in split_text(doc.page_content, chunk_size, chunk_overlap, unit=unit, length_function=length_function):
             text = doc.page_content[start:end]
+            bare = bare_heading(text)
+            if bare is not None:
+                pending = " > ".join(h for h in (pending, bare) if h)
+                continue
             cid = first = chunk_id(source, text)
             n = seen.get(first, 0)  # identical chunks of one source: 2nd, 3rd... get their own ids
             seen[first] = n + 1
@@ -210,6 +240,9 @@ def split_documents(
                 cid = chunk_id(source, text, n)
             meta = {**doc.metadata, "source": source, "chunk_id": cid,
                     "chunk_index": index.get(source, 0), "start_index": base + start}
+            if pending and pending not in str(meta.get("heading") or ""):
+                meta["heading"] = " > ".join(h for h in (pending, meta.get("heading")) if h)
+            pending = ""
             index[source] = index.get(source, 0) + 1
             out.append(Document(page_content=text, metadata=meta, id=cid))
     return out

@@ -18,6 +18,9 @@ Routes (all require `Authorization: Bearer <api_key>`, else 401):
 - `POST /api/v1/services/rerank/text-rerank/text-rerank` (native) and `POST /compatible-api/v1/reranks`
   (flat body): score = share of the query's distinct characters found in the document (0..1);
   > 500 documents → 400.
+Model access (chat and embeddings), like the real service: a model in `denied_models` → 403 AccessDenied;
+with `known_models_only=True` a model not in `MODELS` → 404 model_not_found (off by default so tests may
+use any model id).
 """
 
 from __future__ import annotations
@@ -78,15 +81,28 @@ class _Handler(JSONHandler):
         if method == "GET" and p == "/compatible-mode/v1/models":
             data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "system"} for m in MODELS]
             return self.send_json(200, {"object": "list", "data": data})
-        if method == "POST" and p == "/compatible-mode/v1/chat/completions":
-            return self.chat(body)
-        if method == "POST" and p == "/compatible-mode/v1/embeddings":
-            return self.embeddings(body)
+        if method == "POST" and p in ("/compatible-mode/v1/chat/completions", "/compatible-mode/v1/embeddings"):
+            if self.model_refused(body.get("model")):
+                return None
+            return self.chat(body) if p.endswith("/completions") else self.embeddings(body)
         if method == "POST" and p == "/api/v1/services/rerank/text-rerank/text-rerank":
             return self.rerank(body, native=True)
         if method == "POST" and p == "/compatible-api/v1/reranks":
             return self.rerank(body, native=False)
         return super().route(method, path, body)
+
+    def model_refused(self, model: Any) -> bool:
+        """403 for a denied model, 404 for an unknown one (with `known_models_only`), as DashScope answers."""
+        if model in self.owner.denied_models:
+            self.send_json(403, {"error": {"message": "Access denied, please make sure your account is in good "
+                                           "standing and the model is activated.", "type": "AccessDenied",
+                                           "param": None, "code": "AccessDenied"}})
+            return True
+        if self.owner.known_models_only and model not in MODELS:
+            self.send_json(404, _err(f"The model `{model}` does not exist or you do not have access to it.",
+                                     "model_not_found"))
+            return True
+        return False
 
     # chat ------------------------------------------------------------------------------------------
     def chat(self, body: dict) -> None:
@@ -300,7 +316,11 @@ class FakeDashScope(RecordingServer):
         max_batch: int = 10,
         max_rerank_docs: int = 500,
         honour_max_completion_tokens: bool = False,
+        known_models_only: bool = False,
+        denied_models: frozenset[str] = frozenset(),
     ):
+        self.known_models_only = known_models_only
+        self.denied_models = denied_models
         self.thinking_default = thinking_default
         self.honour_max_completion_tokens = honour_max_completion_tokens
         self.max_batch = max_batch
@@ -310,6 +330,8 @@ class FakeDashScope(RecordingServer):
             "max_batch": max_batch,
             "max_rerank_docs": max_rerank_docs,
             "honour_max_completion_tokens": honour_max_completion_tokens,
+            "known_models_only": known_models_only,
+            "denied_models": denied_models,
         }
         super().__init__(api_key)
 
