@@ -1,7 +1,7 @@
 """Write a tiny random llama-architecture GGUF (about 0.5 MB) for tests.
 
-Metadata and tensor layout follow /work/shared/reference/tiny-gguf.md: E=64, 2 blocks, FF=128, 4 heads,
-SentencePiece ("llama") vocabulary of <unk>/<s>/</s>, the 256 byte tokens and a few normal pieces, a
+Metadata and tensor layout follow the project's tiny-GGUF reference (tiny-gguf.md): E=64, 2 blocks,
+FF=128, 4 heads, SentencePiece ("llama") vocabulary of <unk>/<s>/</s>, the 256 byte tokens and a few normal pieces, a
 ChatML-like chat template, F32 random-normal x 0.05 weights (norms = ones), fixed seed. Output is
 gibberish (random byte tokens, possibly invalid UTF-8 pieces); the protocol around it is real.
 """
