@@ -132,7 +132,7 @@ def kb_dir(cli, config_dir, docs, tmp_path):
 
 
 def test_rag_ask_min_score_without_chat(cli, config_dir, kb_dir):
-    proc = cli("-c", str(config_dir), "rag", "ask", "怎么安装", "--kb", kb_dir, "--json")
+    proc = cli("-c", str(config_dir), "rag", "ask", "怎么安装", "--kb", kb_dir, "--chat", "none", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["evidence"] and "0..1" in out["scale"]
@@ -140,13 +140,14 @@ def test_rag_ask_min_score_without_chat(cli, config_dir, kb_dir):
         assert 0 <= entry["relevance"] <= 1 and entry["relevance_from"] == "cosine"
         assert entry["fused_score"] is not None
     best = max(e["relevance"] for e in out["evidence"])
-    proc = cli("-c", str(config_dir), "rag", "ask", "怎么安装", "--kb", kb_dir, "--min-score", f"{best + 0.001:.4f}")
+    proc = cli("-c", str(config_dir), "rag", "ask", "怎么安装", "--kb", kb_dir, "--chat", "none", "--min-score",
+               f"{best + 0.001:.4f}")
     assert proc.returncode == 0 and proc.stdout.startswith("no matches"), proc.stdout
-    proc = cli("-c", str(config_dir), "rag", "ask", "怎么安装", "--kb", kb_dir, "--min-score", f"{best:.6f}",
-               "--json")
+    proc = cli("-c", str(config_dir), "rag", "ask", "怎么安装", "--kb", kb_dir, "--chat", "none", "--min-score",
+               f"{best:.6f}", "--json")
     kept = json.loads(proc.stdout)["evidence"]
     assert kept and all(e["relevance"] >= best - 1e-6 for e in kept)
-    proc = cli("-c", str(config_dir), "rag", "ask", "怎么安装", "--kb", kb_dir)
+    proc = cli("-c", str(config_dir), "rag", "ask", "怎么安装", "--kb", kb_dir, "--chat", "none")
     assert "relevance 0." in proc.stdout and "fused" in proc.stdout and "0..1" in proc.stdout
 
 

@@ -98,7 +98,8 @@ def embed_texts(
     cached = cache.get_many(model, key_dims, hashes) if cache else {}
     todo = {h: t for h, t in zip(hashes, texts) if h not in cached}
     items = list(todo.items())
-    size = max(1, _max_batch_of(embeddings) or batch_size)  # the registry model's max_batch wins
+    limit = _max_batch_of(embeddings)  # whole multiples of the registry model's max_batch: no short requests
+    size = max(1, batch_size if not limit else max(limit, batch_size // limit * limit))
     batches = [(i, items[i : i + size]) for i in range(0, len(items), size)]
     fresh: list[np.ndarray] = []  # one (len(items), d) matrix, allocated when the first batch arrives
 
