@@ -2,7 +2,8 @@
 
 Modes (rotated every round, same run): sequential ``invoke``; registry models with
 ``max_concurrency`` 1, 8 and 32 through ``batch()`` and ``abatch()`` with *no* RunnableConfig (module_ai
-sets it from the model config); the raw ``AsyncOpenAI`` SDK at 8 and 32 in flight (the floor);
+sets it from the model config); the raw ``AsyncOpenAI`` SDK at 8 and 32 in flight (the floor), and
+``httpx.AsyncClient`` alone (POST + ``json()``, the ceiling of any httpx-based client);
 stock ``ChatOpenAI`` for reference: ``batch()`` with LangChain's default,
 ``batch``/``abatch`` with an explicit ``max_concurrency``. On a shared 2-core VM absolute efficiencies
 move with the neighbours' load; compare module_ai with stock at the same concurrency (same run).
@@ -32,6 +33,7 @@ LATENCY_S = 0.05
 
 
 def build_modes(url: str, loop: asyncio.AbstractEventLoop) -> dict:
+    import httpx
     import openai
     from langchain_openai import ChatOpenAI
 
@@ -56,10 +58,26 @@ def build_modes(url: str, loop: asyncio.AbstractEventLoop) -> dict:
     modes[("stock ChatOpenAI.abatch, max_concurrency 32", 32)] = (
         lambda xs: loop.run_until_complete(stock.abatch(xs, config={"max_concurrency": 32})))
     raw = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0)
+    plain = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
     for n in (8, 32):
         modes[(f"raw AsyncOpenAI, gather, concurrency {n}", n)] = (
             lambda xs, n=n: loop.run_until_complete(_raw_gather(raw, xs, n)))
+        modes[(f"httpx.AsyncClient alone (no LangChain), concurrency {n}", n)] = (
+            lambda xs, n=n: loop.run_until_complete(_httpx_gather(plain, url, xs, n)))
     return modes
+
+
+async def _httpx_gather(client, url: str, inputs: list[str], concurrency: int) -> list:
+    """The ceiling of any httpx-based client: POST and ``json()``, no SDK, no LangChain."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(text: str):
+        async with semaphore:
+            reply = await client.post(f"{url}/chat/completions", json={
+                "model": "bench", "messages": [{"role": "user", "content": text}], "max_tokens": MAX_TOKENS})
+            return reply.json()
+
+    return await asyncio.gather(*(one(x) for x in inputs))
 
 
 async def _raw_gather(client, inputs: list[str], concurrency: int) -> list:

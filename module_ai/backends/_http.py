@@ -9,7 +9,8 @@ per-request and per-chunk model building is most of the client CPU, and its sync
 at ``[DONE]`` so the connection never goes back to the pool (one new TCP/TLS handshake per reply).
 
 - One ``httpx.HTTPTransport`` pool per endpoint (URL, key) per process and one
-  ``httpx.AsyncHTTPTransport`` per endpoint per event loop; keep-alive pool sized from
+  ``httpx.AsyncHTTPTransport`` per endpoint per event loop, each with the lean keep-alive stack of
+  :mod:`._http_pool` instead of httpcore's pool (whose cost per request grows with its connections); sized from
   ``max_concurrency``, idle connections kept :data:`KEEPALIVE_S` seconds, timeouts from ``timeout``,
   proxies from the environment.
 - Streams are read to the end (after ``[DONE]`` too) so the connection returns to the pool; a caller
@@ -120,7 +121,7 @@ class Transport:
         pool = _sync_pools.get(self.key)
         if pool is not None and _sync_pid == os.getpid():
             return pool
-        import httpx
+        from module_ai.backends._http_pool import LeanTransport
 
         with _sync_lock:
             if _sync_pid != os.getpid():  # forked: the parent's sockets are not ours
@@ -128,7 +129,7 @@ class Transport:
                 _sync_pid = os.getpid()
             pool = _sync_pools.get(self.key)
             if pool is None:
-                pool = _sync_pools[self.key] = httpx.HTTPTransport(**_pool_kwargs(self.cfg, self.base_url))
+                pool = _sync_pools[self.key] = LeanTransport(**_pool_kwargs(self.cfg, self.base_url))
         return pool
 
     def apool(self) -> Any:
@@ -145,9 +146,9 @@ class Transport:
                 pools = _loop_pools.setdefault(loop, pools)
         pool = pools.get(self.key)
         if pool is None:
-            import httpx
+            from module_ai.backends._http_pool import AsyncLeanTransport
 
-            pool = pools[self.key] = httpx.AsyncHTTPTransport(**_pool_kwargs(self.cfg, self.base_url))
+            pool = pools[self.key] = AsyncLeanTransport(**_pool_kwargs(self.cfg, self.base_url))
         return pool
 
     # ---- requests ---------------------------------------------------------------------------------

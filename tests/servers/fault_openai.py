@@ -6,6 +6,7 @@
                      "billed"}  # billed = {"prompt_tokens", "completion_tokens"} sent in usage fields
     srv.reset()  # clear stats AND restore the default config
     srv.stop()
+    start(api_key, tls=ssl_context)    # https (an ``ssl.SSLContext`` with the server's certificate)
 
 Routes: `POST /v1/chat/completions` (stream or not; content "tok0 tok1 ..." of
 min(max_tokens|max_completion_tokens, reply_tokens) words; usage unless `usage=False`; streaming usage
@@ -22,6 +23,7 @@ Fault names: "429" (with `Retry-After: retry_after`), "500", "502", "503", "408"
 then the body ends cleanly with neither finish_reason nor [DONE]), "drop" (stream: `drop_after` chunks then
 the connection is aborted; non-stream: aborted before any response), "no_usage", "hang" (sleeps `hang_s`).
 `connect_delay_ms` delays the first reply on each new TCP connection (a simulated TLS handshake);
+`keepalive_requests=N` closes each connection after its N-th reply (nginx's ``keepalive_requests``; 0 = never);
 stats()["connections"] counts TCP connections accepted. stats()["statuses"] counts replies by status (0 = connection dropped); counts are final before the
 client sees the end of the reply. `latency_ms` is added to every request (before the reply); in-flight counting spans the whole request.
 """
@@ -62,12 +64,13 @@ DEFAULTS: dict[str, Any] = {
     "model": "fault-model",
     "prompt_count": "words",
     "connect_delay_ms": 0,
+    "keepalive_requests": 0,
 }
 
 
 class FaultServer:
-    def __init__(self, api_key: str | None = None):
-        self.api_key = api_key
+    def __init__(self, api_key: str | None = None, tls: Any = None):
+        self.api_key, self._tls = api_key, tls  # tls: an ssl.SSLContext for https
         self._lock = threading.Lock()
         self.config: dict[str, Any] = dict(DEFAULTS)
         self._clear()
@@ -77,7 +80,7 @@ class FaultServer:
         self._thread.start()
         if not ready.wait(10):
             raise RuntimeError("fault server did not start")
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.base_url = self.url + "/v1"
 
     # control API -----------------------------------------------------------------------------------
@@ -149,7 +152,7 @@ class FaultServer:
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._client, "127.0.0.1", 0, backlog=1024)
+            asyncio.start_server(self._client, "127.0.0.1", 0, backlog=1024, ssl=self._tls)
         )
         self.port = self._server.sockets[0].getsockname()[1]
         ready.set()
@@ -163,6 +166,7 @@ class FaultServer:
         try:
             if delay:
                 await asyncio.sleep(delay / 1000)
+            served = 0
             while True:
                 line = await reader.readline()
                 if not line:
@@ -175,6 +179,10 @@ class FaultServer:
                 n = int(headers.get("content-length") or 0)
                 raw = await reader.readexactly(n) if n else b""
                 if not await self._handle(method, target.split("?")[0], headers, raw, writer):
+                    break
+                served += 1
+                if 0 < self.config["keepalive_requests"] <= served:
+                    await writer.drain()
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError, ValueError):
             pass
@@ -393,6 +401,6 @@ class FaultServer:
         return await self._send(w, 200, out)
 
 
-def start(api_key: str | None = None, **config: Any) -> FaultServer:
-    srv = FaultServer(api_key)
+def start(api_key: str | None = None, tls: Any = None, **config: Any) -> FaultServer:
+    srv = FaultServer(api_key, tls)
     return srv.configure(**config) if config else srv
