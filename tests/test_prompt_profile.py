@@ -6,30 +6,14 @@ import json
 
 import pytest
 from langchain_core.documents import Document
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.retrievers import BaseRetriever
 
 from module_ai import ConfigError, load_registry
 from module_ai.chains.grounding import is_refusal
-from module_ai.prompts import load_prompt
 from module_ai.chains.rag import prompt_profile_of, rag_chain
+from module_ai.prompts import load_prompt
+from tests._helpers import ListRetriever, RecordingLLM
 
 DOCS = [Document(id="c1", page_content="长城位于中国北方，全长约两万一千公里。", metadata={"source": "wall.md"})]
-
-
-class ListRetriever(BaseRetriever):
-    docs: list
-
-    def _get_relevant_documents(self, query, *, run_manager=None):
-        return list(self.docs)
-
-
-class RecordingLLM(FakeListChatModel):
-    seen: list = []
-
-    def _call(self, messages, stop=None, run_manager=None, **kwargs):
-        self.seen.append(messages)
-        return super()._call(messages, stop=stop, run_manager=run_manager, **kwargs)
 
 
 def test_profile_template_wins_and_falls_back_to_the_plain_one(tmp_path):
