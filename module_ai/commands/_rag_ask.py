@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from module_ai.commands import DEFAULT_CHAT
 from module_ai.errors import ConfigError
 
-__all__ = ["DEFAULT_CHAT", "SCALE_NOTE", "answer_or_evidence", "default_chat", "print_answer"]
+__all__ = ["SCALE_NOTE", "answer_or_evidence", "default_chat", "print_answer"]
 
-DEFAULT_CHAT = "qwen2.5-coder-0.5b"
-"""The embedded default chat model: a built-in config, installed by ``pip install 'module_ai[embedded]'``."""
 SCALE_NOTE = ("relevance is 0..1: the reranker's relevance_score (rerank) or the dense cosine similarity "
               "clipped at 0 (cosine); fused is the hybrid ranking value, unbounded, for ordering only")
 """What the printed scores mean (shown with every ``rag ask`` result)."""

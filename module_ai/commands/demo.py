@@ -46,8 +46,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_demo(args: Any) -> int:
+    from module_ai.commands import DEFAULT_EMBEDDING
     from module_ai.commands._rag_ask import answer_or_evidence, print_answer
-    from module_ai.commands.rag import DEFAULT_EMBEDDING, open_kb
+    from module_ai.commands.rag import open_kb
     from module_ai.retrieval.embedded.store import read_manifest
 
     reg = load_registry(args.config)

@@ -8,8 +8,8 @@ from typing import Any
 
 from module_ai._redact import printable
 from module_ai.chains.rag import DEFAULT_MIN_COVERAGE
+from module_ai.commands import DEFAULT_CHAT, DEFAULT_EMBEDDING
 from module_ai.commands._rag_ask import (
-    DEFAULT_CHAT,
     SCALE_NOTE,
     answer_or_evidence,
     default_chat,
@@ -20,8 +20,6 @@ from module_ai.registry import load_registry
 
 __all__ = ["DEFAULT_CHAT", "DEFAULT_EMBEDDING", "answer_or_evidence", "default_chat", "open_kb", "register"]
 
-DEFAULT_EMBEDDING = "multilingual-e5-small"
-"""The embedded default embedder: a built-in config, installed by ``pip install 'module_ai[embedded]'``."""
 BACKENDS = ("embedded", "milvus")
 
 
