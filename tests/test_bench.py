@@ -9,13 +9,6 @@ import pytest
 from module_ai.cli import main
 from module_ai.controls.bench import LevelResult, recommend
 from module_ai.controls.limits import limiter_for
-from tests.controls_helpers import fresh_echo
-
-
-@pytest.fixture
-def echo():
-    return fresh_echo()
-
 
 
 @pytest.fixture

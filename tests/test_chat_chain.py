@@ -16,13 +16,7 @@ from module_ai.chains.chat import (
 from module_ai.controls.limits import trim_to_window
 from module_ai.controls.tokens import estimate_message_tokens
 from module_ai.controls.usage import track_usage
-from tests.controls_helpers import chat_model, config, fresh_echo, registry
-
-
-@pytest.fixture
-def echo():
-    return fresh_echo()
-
+from tests.controls_helpers import chat_model, config, registry
 
 
 def _sent(server, n: int = -1) -> list[dict]:

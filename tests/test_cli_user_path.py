@@ -12,35 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.controls_helpers import fresh_echo
-
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture()
-def cli(capsys, monkeypatch):
-    """Run `module-ai ARGV` in this process (stdin from a string): returncode, stdout, stderr."""
-    import io
-    from types import SimpleNamespace
-
-    from module_ai.cli import main
-
-    def run(*argv: str, stdin: str | None = None) -> SimpleNamespace:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:  # argparse usage errors exit through SystemExit
-            code = exc.code
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
-    return run
-
-
-@pytest.fixture()
-def echo():
-    return fresh_echo()
 
 
 @pytest.fixture()

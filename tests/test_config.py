@@ -128,12 +128,12 @@ def test_env_references(monkeypatch, tmp_path):
 
 
 def test_dotenv_file_is_read(tmp_path, monkeypatch):
-    from module_ai import config
+    from module_ai import _env
 
     (tmp_path / ".env").write_text("DOTENV_ONLY_KEY=from-dotenv\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DOTENV_ONLY_KEY", raising=False)
-    monkeypatch.setattr(config, "_DOTENV_LOADED", False)
+    monkeypatch.setattr(_env, "_DOTENV_LOADED", False)
     assert resolve_env("${DOTENV_ONLY_KEY}") == "from-dotenv"
     monkeypatch.delenv("DOTENV_ONLY_KEY", raising=False)
 

@@ -9,29 +9,16 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.retrievers import BaseRetriever
-from pydantic import Field
 
 from module_ai import load_registry
 from module_ai.controls.tokens import estimate_message_tokens
 from module_ai.graphs import DEFAULT_GROUNDED, DEFAULT_RELEVANT, parse_judgement, rag_agent
+from tests._helpers import ListRetriever
 
 ZH_REFUSAL = "根据已知信息无法回答"
 EN_REFUSAL = "I cannot answer from the given documents"
 LEAVE = Document("员工每年有10天带薪年假。", metadata={"id": "hr#0", "source": "hr.md", "score": 0.91})
 CANTEEN = Document("食堂在二楼，中午11点开饭。", metadata={"id": "fac#3", "source": "facility.md", "score": 0.42})
-
-
-class ListRetriever(BaseRetriever):
-    """Returns ``by_query[query]`` when present, else ``docs``; records every query."""
-
-    docs: list = Field(default_factory=list)
-    by_query: dict = Field(default_factory=dict)
-    queries: list = Field(default_factory=list)
-
-    def _get_relevant_documents(self, query, *, run_manager=None):
-        self.queries.append(query)
-        return list(self.by_query.get(query, self.docs))
 
 
 class Recorder(BaseCallbackHandler):

@@ -14,8 +14,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "module_ai"
 
 LAYERS: dict[str, int] = {
-    "errors": 0, "_redact": 0,
-    "config": 1, "_config_read": 1, "prompts": 1,
+    "errors": 0, "_redact": 0, "_lazy": 0,
+    "config": 1, "_config_read": 1, "_env": 1, "prompts": 1,
     "controls": 2,
     "backends": 3,
     "rerank": 4, "retrieval": 4,

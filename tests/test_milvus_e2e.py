@@ -4,7 +4,6 @@ test server, and ``module-ai rag index|ask|eval --backend milvus``."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,40 +12,23 @@ from module_ai import load_registry
 from module_ai.cli import main
 from module_ai.retrieval.milvus import MilvusKnowledgeBase
 from module_ai.retrieval.milvus._client import release_lite
+from tests._helpers import check_answer_chain, demo_workspace
 
-DEMO = Path(__file__).resolve().parent.parent / "module_ai" / "data" / "demo"
 COVID = Path(__file__).resolve().parents[1] / "data" / "retrieval" / "covidqa-chunks-a-en"
 
 
 @pytest.fixture()
 def workspace(tmp_path, llama_server):
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    (configs / "tiny.json").write_text(json.dumps({
-        "model_type": "chat", "server_type": "openai", "model": "tiny", "url": llama_server,
-        "input_tokens": 2048, "out_tokens": 16, "thinking_style": "none"}))
-    shutil.copytree(DEMO, tmp_path / "docs")
-    yield tmp_path
+    yield demo_workspace(tmp_path, llama_server)
     release_lite(tmp_path / "kb" / "milvus.db")
 
 
 def test_answer_chain_over_milvus(workspace):
-    from module_ai.chains.rag import rag_chain
-
     reg = load_registry(workspace / "configs")
     kb = MilvusKnowledgeBase.build(workspace / "docs", workspace / "kb", reg.embeddings("minilm"),
                                    embedding_model_name="minilm", chunk_size=120, chunk_overlap=20,
                                    show_progress=False)
-    retriever = kb.as_retriever(k=2)  # the tiny model has 2,048 byte-level tokens of context
-    top = retriever.invoke("qwen3-4b 的输出价格")
-    assert any("1.2 元" in d.page_content for d in top)
-    out = rag_chain(reg.chat("tiny"), retriever).invoke("qwen3-4b 的输出价格是多少？")
-    assert isinstance(out["answer"], str) and out["answer"]
-    assert len(out["contexts"]) == 2 and out["refused"] is False
-    assert out["contexts"][0]["id"] == top[0].id and out["contexts"][0]["source"].endswith(".md")
-    assert out["grounded"] is False  # gibberish from the random model cites nothing it can support
-    pieces = list(rag_chain(reg.chat("tiny"), retriever).stream("长城"))
-    assert "sources" in pieces[-1]
+    check_answer_chain(reg.chat("tiny"), kb.as_retriever(k=2))  # the tiny model has 2,048 tokens of context
 
 
 def _tiny_beir(dst: Path, n_queries: int = 12) -> Path:

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from module_ai import load_registry
-from module_ai.chains.rag import rag_chain
 from module_ai.cli import main
-
-DEMO = Path(__file__).resolve().parent.parent / "module_ai" / "data" / "demo"
+from tests._helpers import check_answer_chain, demo_workspace
 
 
 @pytest.fixture()
 def workspace(tmp_path, llama_server):
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    (configs / "tiny.json").write_text(json.dumps({
-        "model_type": "chat", "server_type": "openai", "model": "tiny", "url": llama_server,
-        "input_tokens": 2048, "out_tokens": 16, "thinking_style": "none"}))
-    docs = tmp_path / "docs"
-    shutil.copytree(DEMO, docs)
-    return tmp_path
+    return demo_workspace(tmp_path, llama_server)
 
 
 def test_python_api_index_retrieve_answer(workspace):
@@ -36,17 +25,7 @@ def test_python_api_index_retrieve_answer(workspace):
     kb = KnowledgeBase.build(workspace / "docs", workspace / "kb", reg.embeddings("minilm"),
                              embedding_model_name="minilm", chunk_size=120, chunk_overlap=20,
                              show_progress=False)
-    retriever = kb.as_retriever(k=2)  # the tiny model has 2,048 byte-level tokens of context
-    top = retriever.invoke("qwen3-4b 的输出价格")
-    assert any("1.2 元" in d.page_content for d in top)
-    out = rag_chain(reg.chat("tiny"), retriever).invoke("qwen3-4b 的输出价格是多少？")
-    assert isinstance(out["answer"], str) and out["answer"]
-    assert len(out["contexts"]) == 2 and out["refused"] is False
-    assert out["contexts"][0]["id"] == top[0].id and out["contexts"][0]["source"].endswith(".md")
-    # gibberish from the random model cites nothing it can support
-    assert out["grounded"] is False
-    pieces = list(rag_chain(reg.chat("tiny"), retriever).stream("长城"))
-    assert "sources" in pieces[-1]
+    check_answer_chain(reg.chat("tiny"), kb.as_retriever(k=2))  # the tiny model has 2,048 tokens of context
 
 
 def test_cli_index_ask_and_errors(workspace, capsys):

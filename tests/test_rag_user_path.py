@@ -11,7 +11,6 @@ import pytest
 from module_ai import ConfigError, load_registry
 from module_ai.chains.context import snippet
 from module_ai.retrieval import load_documents, split_documents
-from tests.controls_helpers import fresh_echo
 
 GUIDE = """# 指南
 
@@ -29,27 +28,6 @@ GUIDE = """# 指南
 
 运行 module-ai demo 命令即可开始使用。
 """
-
-
-@pytest.fixture()
-def cli(capsys):
-    """Run `module-ai ARGV` in this process: returncode, stdout, stderr."""
-    from types import SimpleNamespace
-
-    from module_ai.cli import main
-
-    def run(*argv: str) -> SimpleNamespace:
-        capsys.readouterr()
-        code = main(list(argv))
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
-
-    return run
-
-
-@pytest.fixture()
-def echo():
-    return fresh_echo()
 
 
 @pytest.fixture()

@@ -19,6 +19,7 @@ from module_ai.config import ModelConfig
 from module_ai.controls.events import add_listener, remove_listener
 from module_ai.registry import Registry, load_registry
 from module_ai.rerank import BaseReranker, LLMReranker, arerank_texts, rerank_texts
+from tests._helpers import save_tiny_cross_encoder
 from tests.servers import fake_rerank
 
 QUERY = "What do giant pandas eat?"
@@ -44,19 +45,9 @@ def _docs() -> list[Document]:
 @pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory) -> str:
     """A random BERT cross-encoder (num_labels=1) with a tiny WordPiece vocab, saved like a real one."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-cross-encoder")
     words = sorted({w.strip(".?,").lower() for t in TEXTS + [QUERY] for w in t.split()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    torch.manual_seed(7)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=128, num_labels=1, initializer_range=0.5)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
-    return str(folder)
+    folder = tmp_path_factory.mktemp("tiny-cross-encoder")
+    return str(save_tiny_cross_encoder(folder, [*words, *"abcdefghijklmnopqrstuvwxyz"], seed=7, max_positions=128))
 
 
 def _registry(**configs: dict) -> Registry:

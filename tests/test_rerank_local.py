@@ -12,6 +12,7 @@ from module_ai.controls.events import add_listener, remove_listener
 from module_ai.errors import ConfigError
 from module_ai.registry import Registry, load_registry
 from module_ai.rerank import CrossEncoderReranker, EmbeddingReranker, HTTPReranker, LLMReranker
+from tests._helpers import save_tiny_cross_encoder
 
 # (query, relevant passage, distractors): the relevant one must come first
 HAND_MADE = [
@@ -56,19 +57,8 @@ def test_minilm_scores_are_cosine_mapped(minilm_rerank):
 
 @pytest.fixture(scope="module")
 def tiny_ce(tmp_path_factory):
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-ce")
     words = ["giant", "pandas", "eat", "bamboo", "cars", "need", "fuel", "the", "stock", "market", "fell", "what"]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    torch.manual_seed(3)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64, num_labels=1, initializer_range=0.5)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
-    return folder
+    return save_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"), words, seed=3, max_positions=64)
 
 
 def test_cross_encoder_logits_sigmoid_and_usage_record(tiny_ce):

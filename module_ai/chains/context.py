@@ -15,8 +15,8 @@ from typing import Any
 from module_ai.controls.tokens import estimate_tokens
 
 __all__ = [
-    "SNIPPET_CHARS", "citations", "fit_documents", "format_context", "format_numbered", "neutralize", "relevance",
-    "snippet", "source_entry", "sources_of", "split_sentences", "strip_citations", "truncate_to_tokens",
+    "SNIPPET_CHARS", "citations", "fit_documents", "format_blocks", "format_context", "format_numbered",
+    "neutralize", "relevance", "snippet", "source_entry", "sources_of", "split_sentences", "strip_citations", "truncate_to_tokens",
 ]
 
 SNIPPET_CHARS = 200
@@ -77,6 +77,11 @@ def format_numbered(docs: Sequence[Any]) -> str:
         [2] 冰是固态的水。
     """
     return "\n\n".join(f"[{n}] {neutralize(doc.page_content)}" for n, doc in enumerate(docs, 1))
+
+
+def format_blocks(docs: Sequence[Any], profile: str | None) -> str:
+    """The context for a prompt profile: :func:`format_numbered` for ``small``, else :func:`format_context`."""
+    return (format_numbered if profile == "small" else format_context)(docs)
 
 
 def truncate_to_tokens(text: str, budget: int) -> str:

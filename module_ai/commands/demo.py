@@ -46,7 +46,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_demo(args: Any) -> int:
-    from module_ai.commands.rag import DEFAULT_EMBEDDING, _print_answer, answer_or_evidence, open_kb
+    from module_ai.commands import DEFAULT_EMBEDDING
+    from module_ai.commands._rag_ask import answer_or_evidence, print_answer
+    from module_ai.commands.rag import open_kb
     from module_ai.retrieval.embedded.store import read_manifest
 
     reg = load_registry(args.config)
@@ -67,7 +69,7 @@ def run_demo(args: Any) -> int:
         out = answer_or_evidence(kb, reg, question, ask)
         outputs.append(out)
         if not args.json:
-            _print_answer(out)
+            print_answer(out)
     if args.json:
         print(json.dumps(outputs, ensure_ascii=False, indent=2))
     return 0

@@ -76,9 +76,9 @@ class SharedSettings:
 
 
 def _from_env() -> SharedSettings | None:
-    from module_ai.config import _load_dotenv_once
+    from module_ai._env import load_dotenv_once
 
-    _load_dotenv_once()
+    load_dotenv_once()
     url = os.environ.get(REDIS_URL_ENV, "").strip()
     if not url:
         return None

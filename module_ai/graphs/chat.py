@@ -12,6 +12,9 @@ characters) and removed from the stored history. The summary is sent as a system
 take is reserved in the window up front, so a turn is never both dropped and left unsummarized.
 Without ``summarize``, the full history stays in the checkpointer and only the send is trimmed.
 
+Prompts: ``prompts/graph_chat.yaml``; a model whose config says ``prompt_profile: small`` gets the short
+``graph_chat.small.yaml`` (``llm`` its summary note, the summary model the summary prompts).
+
 Streaming: ``graph.stream(..., stream_mode="messages")`` yields tokens of every model call; keep those
 whose metadata has ``langgraph_node == "model"`` to skip the summary call's tokens.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from module_ai.chains.context import truncate_to_tokens
+from module_ai.chains.rag import prompt_profile_of
 from module_ai.controls.tokens import estimate_message_tokens, estimate_tokens
 from module_ai.errors import ContextWindowError, require
 from module_ai.graphs._common import import_langgraph, messages, window_of
@@ -71,6 +75,7 @@ def chat_graph(
     summary_llm: Any = None,
     summary_max_chars: int = SUMMARY_MAX_CHARS,
     token_counter: Callable[[list], int] = estimate_message_tokens,
+    prompt_profile: str | None = None,
 ) -> CompiledStateGraph:
     """Build a compiled chat graph with memory per ``thread_id``.
 
@@ -85,6 +90,8 @@ def chat_graph(
         summary_llm: model for summaries (default ``llm``).
         summary_max_chars: cap on the summary length (and tokens reserved for it).
         token_counter: ``messages -> tokens``.
+        prompt_profile: ``default`` or ``small`` for both models; ``None`` takes each model's
+            ``prompt_profile`` from its config.
 
     Raises:
         ContextWindowError: at invoke time, when the newest user message alone does not fit.
@@ -96,7 +103,7 @@ def chat_graph(
         >>> graph.invoke({"messages": [("user", "我叫什么？")]}, cfg)["messages"][-1].content  # doctest: +SKIP
     """
     lg = import_langgraph()
-    prompts = load_prompt_set("graph_chat", lang)
+    prompts = load_prompt_set("graph_chat", lang, profile=prompt_profile or prompt_profile_of(llm))
     window = window_of(llm, window_tokens)
     # tokens held back for the summary note: the summary (<= 1 token per char) + the note's framing
     reserve = summary_max_chars + estimate_tokens(prompts["summary_note"]) + 4 if summarize else 0
@@ -110,7 +117,9 @@ def chat_graph(
     builder.add_node("model", model_node)
     if summarize:
         summary_window = window if summary_llm is None else window_of(summary_llm)
-        summarizer = _summarize_node(plan, summary_llm or llm, prompts, summary_max_chars, summary_window)
+        summary_prompts = prompts if summary_llm is None else load_prompt_set(
+            "graph_chat", lang, profile=prompt_profile or prompt_profile_of(summary_llm))
+        summarizer = _summarize_node(plan, summary_llm or llm, summary_prompts, summary_max_chars, summary_window)
         builder.add_node("summarize", summarizer)
         builder.add_edge(lg.START, "summarize")
         builder.add_edge("summarize", "model")

@@ -3,7 +3,10 @@ citations -> groundedness check -> answer or refuse. Works with any LangChain re
 
 Every model step has its prompt in ``prompts/graph_rag.yaml`` (zh, en). Documents reach the models as
 numbered blocks ``[1] source: ...`` with the text between ``<document>`` tags (tags inside the text are
-neutralised) and every prompt says that text inside them is data, not instructions.
+neutralised) and every prompt says that text inside them is data, not instructions. A model whose config
+says ``prompt_profile: small`` gets ``graph_rag.small.yaml`` instead (short rules, plain ``[n] text``
+blocks), chosen per model as in :func:`~module_ai.chains.rag.rag_chain`: ``llm`` for rewrite and
+generate, ``grader_llm`` for grading and the groundedness check.
 
 Judgements are read with :func:`parse_judgement` (是/否/相关/不相关/yes/no/...). When a reply cannot be
 read, the documented defaults apply, so garbage output still ends in a bounded number of steps:
@@ -32,12 +35,13 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from module_ai.chains.context import (
     citations,
     fit_documents,
-    format_context,
+    format_blocks,
     neutralize,
     sources_of,
     split_sentences,
     truncate_to_tokens,
 )
+from module_ai.chains.rag import prompt_profile_of
 from module_ai.controls.tokens import estimate_tokens
 from module_ai.graphs._common import import_langgraph, messages, window_of
 from module_ai.prompts import load_prompt_set
@@ -88,6 +92,7 @@ def rag_agent(
     max_concurrency: int = 4,
     window_tokens: int | None = None,
     checkpointer: Any = None,
+    prompt_profile: str | None = None,
 ) -> CompiledStateGraph:
     """Build the compiled RAG agent graph.
 
@@ -102,6 +107,8 @@ def rag_agent(
         max_concurrency: parallel judgement calls.
         window_tokens: override ``input_tokens - out_tokens`` of the models' configs.
         checkpointer: optional LangGraph checkpointer (the agent itself needs none).
+        prompt_profile: ``default`` or ``small`` for both models; ``None`` takes each model's
+            ``prompt_profile`` from its config.
 
     Example:
         >>> agent = rag_agent(reg.chat("qwen3-4b"), kb.as_retriever(k=4))   # doctest: +SKIP
@@ -111,8 +118,10 @@ def rag_agent(
     if max_rewrites < 0:
         raise ValueError("max_rewrites must be >= 0")
     lg = import_langgraph()
-    steps = _Steps(llm, grader_llm or llm, retriever, load_prompt_set("graph_rag", lang), max_rewrites=max_rewrites,
-                   max_claims=max_claims, max_concurrency=max_concurrency, window=window_tokens)
+    grader = grader_llm or llm
+    profiles = (prompt_profile or prompt_profile_of(llm), prompt_profile or prompt_profile_of(grader))
+    steps = _Steps(llm, grader, retriever, lang, profiles, max_rewrites=max_rewrites, max_claims=max_claims,
+                   max_concurrency=max_concurrency, window=window_tokens)
     b = lg.StateGraph(RagState)
     for name in ("start", "retrieve", "grade", "rewrite", "generate", "check", "answer", "refuse"):
         b.add_node(name, getattr(steps, name))
@@ -133,12 +142,15 @@ def rag_agent(
 class _Steps:
     """The nodes and routers of the agent, sharing models, prompts and limits."""
 
-    def __init__(self, llm, grader, retriever, prompts, *, max_rewrites, max_claims, max_concurrency,
+    def __init__(self, llm, grader, retriever, lang, profiles, *, max_rewrites, max_claims, max_concurrency,
                  window) -> None:
-        self.llm, self.grader, self.retriever, self.p = llm, grader, retriever, prompts
+        self.llm, self.grader, self.retriever = llm, grader, retriever
+        self.profile, self.grader_profile = profiles
+        self.p = load_prompt_set("graph_rag", lang, profile=self.profile)  # rewrite, generate: llm
+        self.gp = load_prompt_set("graph_rag", lang, profile=self.grader_profile)  # grade, ground: grader
         self.max_rewrites, self.max_claims, self.max_concurrency = max_rewrites, max_claims, max_concurrency
         self.window, self.grader_window = window_of(llm, window), window_of(grader, window)
-        self.refusal = prompts["refusal"]
+        self.refusal = self.p["refusal"]
 
     # nodes ---------------------------------------------------------------------------------------
     def start(self, state: RagState) -> dict:
@@ -151,9 +163,9 @@ class _Steps:
 
     def grade(self, state: RagState, config) -> dict:
         docs = state.get("documents") or []
-        fixed = estimate_tokens(self.p["grade_system"] + self.p["grade_user"] + state["question"])
+        fixed = estimate_tokens(self.gp["grade_system"] + self.gp["grade_user"] + state["question"])
         room = None if self.grader_window is None else self.grader_window - fixed - PROMPT_MARGIN
-        prompts = [messages(self.p["grade_system"], self.p["grade_user"].format(
+        prompts = [messages(self.gp["grade_system"], self.gp["grade_user"].format(
             question=state["question"], document=neutralize(_clip(d.page_content, room)))) for d in docs]
         verdicts = self._judge(prompts, DEFAULT_RELEVANT, config)
         return {"relevant": [d for d, ok in zip(docs, verdicts) if ok]}
@@ -169,7 +181,8 @@ class _Steps:
         fixed = estimate_tokens(system + self.p["generate_user"] + state["question"])
         budget = None if self.window is None else self.window - fixed - PROMPT_MARGIN
         docs = fit_documents(state.get("relevant") or [], budget)
-        user = self.p["generate_user"].format(context=format_context(docs), question=state["question"])
+        context = format_blocks(docs, self.profile)
+        user = self.p["generate_user"].format(context=context, question=state["question"])
         draft = reply_text(self.llm.invoke(messages(system, user), config))
         refused = _norm(self.refusal) in _norm(draft)
         return {"draft": draft, "context": docs, "sources": sources_of(docs, draft),
@@ -179,10 +192,10 @@ class _Steps:
         docs, sentences = state.get("context") or [], split_sentences(state.get("draft", ""))
         bad = [s for s in sentences if any(not 1 <= n <= len(docs) for n in citations(s))]
         claims = group_claims([s for s in sentences if s not in bad], self.max_claims)
-        fixed = estimate_tokens(self.p["ground_system"] + self.p["ground_user"] + max(claims, key=len, default=""))
+        fixed = estimate_tokens(self.gp["ground_system"] + self.gp["ground_user"] + max(claims, key=len, default=""))
         room = None if self.grader_window is None else self.grader_window - fixed - PROMPT_MARGIN
-        context = format_context(fit_documents(docs, room))
-        prompts = [messages(self.p["ground_system"], self.p["ground_user"].format(context=context, sentence=c))
+        context = format_blocks(fit_documents(docs, room), self.grader_profile)
+        prompts = [messages(self.gp["ground_system"], self.gp["ground_user"].format(context=context, sentence=c))
                    for c in claims]
         verdicts = self._judge(prompts, DEFAULT_GROUNDED, config)
         unsupported = bad + [c for c, ok in zip(claims, verdicts) if not ok]

@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from module_ai._env import masked_secret, resolve_env
+
 __all__ = [
     "DEFAULT_COLLECTION",
     "DEFAULT_INDEX_PARAMS",
@@ -59,7 +61,6 @@ DEFAULT_SEARCH_PARAMS: dict[str, dict[str, Any]] = {
 }
 """Search parameters per index type, merged under ``search_params`` (HNSW ``ef`` is raised to the limit)."""
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 
@@ -161,8 +162,6 @@ class MilvusConfig(BaseModel):
 
     def resolved_uri(self, base_dir: str | Path | None = None) -> str:
         """The URI with ``${VAR}`` expanded and a relative Lite path joined to ``base_dir``."""
-        from module_ai.config import resolve_env
-
         uri = resolve_env(self.uri, field="uri")
         if self.is_lite and base_dir is not None and not Path(uri).is_absolute():
             uri = str(Path(base_dir) / uri)
@@ -170,8 +169,6 @@ class MilvusConfig(BaseModel):
 
     def resolved_token(self) -> str:
         """The token with ``${VAR}`` expanded; call only when connecting. Empty string when unset."""
-        from module_ai.config import resolve_env
-
         if self.token is None:
             return ""
         return resolve_env(self.token.get_secret_value(), field="token")
@@ -191,8 +188,7 @@ class MilvusConfig(BaseModel):
         """Plain data safe to save or print: a ``${VAR}`` token is kept, a literal one is masked."""
         data = self.model_dump(mode="json")
         if self.token is not None:
-            raw = self.token.get_secret_value()
-            data["token"] = raw if _ENV_REF.fullmatch(raw) else "**********"
+            data["token"] = masked_secret(self.token.get_secret_value())
         return data
 
     def savable_dict(self) -> dict[str, Any]:
