@@ -210,6 +210,17 @@ class TestOpenAICompatibleDashScope(_Server, ChatModelIntegrationTests):
         return "qwen-flash"
 
 
+class TestOpenAICompatibleDashScopeSDK(TestOpenAICompatibleDashScope):
+    """The same suite on ``transport: sdk`` (the openai SDK's clients instead of module_ai's httpx pools)."""
+
+    @property
+    def chat_model_params(self) -> dict:
+        cfg = ModelConfig(name="ds-qwen3-sdk", model_type="chat", server_type="openai", model="qwen3-4b",
+                          url=self.url, max_retries=0, no_think=True, capabilities=["tools", "json"],
+                          transport="sdk")
+        return _openai_params(cfg, self.url, self.key)
+
+
 # ---------------------------------------------------------------- integration: local Ollama server
 
 class TestOllamaNative(_Server, ChatModelIntegrationTests):
