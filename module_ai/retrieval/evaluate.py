@@ -77,15 +77,19 @@ def _index(corpus: Mapping[str, Mapping[str, str]], embeddings: Embeddings, mode
     return SearchIndex(list(corpus), normalize_rows(vectors), bm25, metric="cosine", vector_backend="numpy")
 
 
-def _query_vectors(texts: list[str], embeddings: Embeddings, model: str, cache: Any) -> list[Any]:
+def _query_vectors(texts: list[str], embeddings: Embeddings, model: str, cache: Any,
+                   show_progress: bool = False) -> list[Any]:
     """Query embeddings via ``embed_query`` (instruction models differ from documents), cached."""
+    from tqdm.auto import tqdm
+
     from module_ai.retrieval.embedding_cache import text_hash
 
     key = f"{model}#query"
     hashes = [text_hash(t) for t in texts]
     found = cache.get_many(key, 0, hashes) if cache else {}
     todo = [(h, t) for h, t in dict(zip(hashes, texts)).items() if h not in found]
-    new = [(h, embeddings.embed_query(t)) for h, t in todo]
+    new = [(h, embeddings.embed_query(t)) for h, t in tqdm(todo, desc="queries", unit="query",
+                                                              disable=not show_progress or not todo)]
     if cache and new:
         cache.put_many(key, 0, [h for h, _ in new], [v for _, v in new])
     found.update(new)
@@ -180,7 +184,7 @@ def evaluate_retrieval(
     index = _index(corpus, embeddings, model, cache, batch_size, max_concurrency, show_progress)
     qids = _sample(queries, qrels, max_queries, seed)
     qtexts = [queries[q] for q in qids]
-    qvecs = _query_vectors(qtexts, embeddings, model, cache)
+    qvecs = _query_vectors(qtexts, embeddings, model, cache, show_progress)
     with one_thread():
         cands = [index.candidates(t, index.query_vector(v), candidates) for t, v in zip(qtexts, qvecs)]
     rels = [{index.row_of[d]: g for d, g in qrels[q].items() if d in index.row_of} for q in qids]
