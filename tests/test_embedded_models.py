@@ -19,6 +19,7 @@ import pytest
 
 from module_ai import BackendError, KnowledgeBase, load_registry, rag_chain
 from module_ai.backends._model_file import resolve_model_file
+from module_ai.chains.rag import DEFAULT_MIN_COVERAGE
 from module_ai.retrieval import evaluate_retrieval
 
 pytestmark = pytest.mark.slow
@@ -79,7 +80,16 @@ def test_a_chinese_question_is_answered_citing_the_block_that_holds_the_answer(r
     assert cited and cited[0]["source"].endswith("cmrc-dev-DEV_0.md"), (out["answer"], out["contexts"])
 
 
-def test_an_unanswerable_question_is_refused_or_reported_ungrounded(reg, cmrc_kb):
+def test_an_unanswerable_question_is_refused_with_the_shipped_defaults(reg, cmrc_kb):
+    # rag ask and the demo pass min_coverage=DEFAULT_MIN_COVERAGE: none of the question's words is in the
+    # best passage, so the chain refuses before the model can answer from its own knowledge
+    chain = rag_chain(reg.chat(CHAT), cmrc_kb.as_retriever(k=3), lang="zh", min_coverage=DEFAULT_MIN_COVERAGE)
+    out = chain.invoke("2022 年北京冬奥会的吉祥物叫什么名字？")
+    assert out["refused"] and out["answer"] == "根据已知信息无法回答", out
+    assert out["coverage"] is not None and out["coverage"] < DEFAULT_MIN_COVERAGE, out
+
+
+def test_without_the_gate_an_unanswerable_question_is_refused_or_reported_ungrounded(reg, cmrc_kb):
     # Measured (benchmarks/bench_prompt_profile.py): with the small profile the 0.5B model often
     # answers from its own knowledge instead of refusing; the groundedness report must then say so.
     chain = rag_chain(reg.chat(CHAT), cmrc_kb.as_retriever(k=3), lang="zh")
