@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from module_ai.backends._model_file import cache_dir
 from module_ai.chains.rag import DEFAULT_MIN_COVERAGE
 from module_ai.registry import load_registry
 
@@ -36,7 +37,8 @@ def register(subparsers: Any) -> None:
     """Add ``demo`` to the CLI."""
     p = subparsers.add_parser("demo", help="index the bundled guide and answer a few questions")
     p.add_argument("questions", nargs="*", help="your own questions (default: three samples)")
-    p.add_argument("--kb", default=str(Path.home() / ".cache" / "module_ai" / "demo_kb"))
+    p.add_argument("--kb", default=str(cache_dir().parent / "demo_kb"),
+                   help="index folder (default: demo_kb beside the model cache, $MODULE_AI_CACHE)")
     p.add_argument("--chat", default=None, help="chat model name (default: $MODULE_AI_CHAT, else the local "
                    "qwen2.5-coder-0.5b when installed; 'none': evidence only)")
     p.add_argument("--k", type=int, default=3)
