@@ -63,12 +63,20 @@ def normalize_rows(mat: np.ndarray, *, inplace: bool = False) -> np.ndarray:
     """Unit-normalize the rows of a float32 matrix (zero rows stay zero); ``inplace`` reuses ``mat``."""
     import numpy as np
 
+    if inplace and mat.ndim == 2 and mat.dtype == np.float32 and mat.flags.writeable:
+        for start in range(0, len(mat), _NORM_BLOCK):  # rows are independent: same bits, small temporaries
+            block = mat[start : start + _NORM_BLOCK]
+            norms = np.linalg.norm(block, axis=-1, keepdims=True)
+            norms[norms == 0] = 1.0
+            block /= norms
+        return mat
     norms = np.linalg.norm(mat, axis=-1, keepdims=True)
     norms[norms == 0] = 1.0
-    if inplace and mat.dtype == np.float32 and mat.flags.writeable:
-        mat /= norms
-        return mat
     return (mat / norms).astype(np.float32, copy=False)
+
+
+_NORM_BLOCK = 8192
+"""Rows per step of an in-place normalization (the squares of a whole matrix would double its memory)."""
 
 
 def top_rows(scores: np.ndarray, c: int, *, positive: bool = False) -> np.ndarray:

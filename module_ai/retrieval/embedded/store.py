@@ -141,7 +141,8 @@ def write_generation(
         np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
         fh.flush()
         os.fsync(fh.fileno())
-    (tmp / "tokens.txt").write_text("".join(" ".join(t) + "\n" for t in tokens), encoding="utf-8")
+    with open(tmp / "tokens.txt", "w", encoding="utf-8") as fh:  # line by line: no second copy of all tokens
+        fh.writelines(" ".join(t) + "\n" for t in tokens)
     (tmp / "sources.json").write_text(json.dumps(sources, ensure_ascii=False), encoding="utf-8")
     if bm25 is not None:
         bm25.save(str(tmp / "bm25"), show_progress=False)
