@@ -54,6 +54,11 @@ def bare_heading(text: str) -> str | None:
     """
     if "#" not in text and "_" not in text and _WORD.search(text):
         return None  # a word outside any heading or separator line (their only word character is "_")
+    return _bare_lines(text)
+
+
+def _bare_lines(text: str) -> str | None:
+    """:func:`bare_heading` line by line (its full path)."""
     headings = []
     for line in text.splitlines():
         if not line.strip() or _SEPARATOR_LINE.match(line):
