@@ -1,0 +1,141 @@
+"""The fast paths of the index build give exactly what the general paths give.
+
+Chunk ids and metadata must not move (an unchanged file must stay a no-op on re-index), tokens must
+equal the regex tokenizer's, the vectorised BM25 index must equal bm25s's own, and the in-place
+normalization must equal the whole-matrix one bit for bit.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+
+from module_ai.retrieval import KnowledgeBase, split_documents, tokenize
+from module_ai.retrieval._testing import HashingEmbeddings
+from module_ai.retrieval.embedded import bm25_build, index
+from module_ai.retrieval.splitter import _bare_lines, bare_heading, iter_chunks
+from module_ai.retrieval.tokenizer import _WORDS, _word_memo
+
+ZH = "第一句话在这里。第二句话也在这里！第三句话呢？\n\n新段落开始了。最后一句。"
+
+
+def _mixed_docs() -> list[Document]:
+    """Short and long, Chinese and English, headings, separators, duplicates, no source, blank."""
+    rng = random.Random(7)
+    words = ["alpha", "Beta", "gamma_delta", "数据", "模型。", "end.", "\n", "\n\n", "# 标题\n", "---\n", "x" * 30]
+    docs = [Document(page_content="".join(rng.choice(words) + rng.choice([" ", ""]) for _ in range(rng.randint(0, 40))),
+                     metadata={"source": f"s{i % 7}", "n": i}) for i in range(120)]
+    docs += [
+        Document(page_content="# 标题\n\n---", metadata={"source": "md"}),
+        Document(page_content="正文内容。", metadata={"source": "md", "heading": "章节"}),
+        Document(page_content="___", metadata={"source": "u"}),
+        Document(page_content="snake_case here", metadata={"source": "u"}),
+        Document(page_content="same text", metadata={"source": "dup"}),
+        Document(page_content="same text", metadata={"source": "dup"}),
+        Document(page_content="  padded  \n\n", metadata={"source": "pad", "start_index": 7}),
+        Document(page_content=" " * 70 + "fits once stripped" + " " * 30, metadata={"source": "pad"}),
+        Document(page_content="no source at all"),
+        Document(page_content=""),
+        Document(page_content=" \n\t "),
+        Document(page_content="a" * 40 + "\n\n" + "b" * 40, metadata={"source": "para"}),  # 82 chars
+        Document(page_content=ZH * 3, metadata={"source": "long"}),
+    ]
+    return docs
+
+
+def _rows(chunks):
+    return [(c.id, c.page_content, c.metadata) for c in chunks]
+
+
+@pytest.mark.parametrize("size", [20, 60, 82, 4000])
+def test_one_chunk_fast_path_equals_full_path(size):
+    docs = _mixed_docs()
+    fast = split_documents(docs, size, size // 4)
+    full = split_documents(docs, size, size // 4, length_function=len)  # a custom length: never the fast path
+    assert _rows(fast) == _rows(full) and len(fast) > 20
+    assert [(cid, text, meta) for text, meta, cid in iter_chunks(docs, size, size // 4)] == _rows(fast)
+
+
+def test_bare_heading_quick_check_equals_line_scan():
+    rng = random.Random(3)
+    alphabet = ["#", "# ", "_", "-", "*", "=", "~", " ", "\n", "a", "字", "|", "`", ".", "\u2028"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(5000)]
+    assert [bare_heading(t) for t in texts] == [_bare_lines(t) for t in texts]
+    assert {bare_heading(t) is None for t in texts} == {True, False}
+
+
+def test_bad_sizes_still_raise_on_the_fast_path():
+    with pytest.raises(ValueError):
+        split_documents([Document(page_content="short", metadata={"source": "a"})], 10, 10)
+
+
+def test_ascii_tokens_equal_the_regex_path():
+    rng = random.Random(5)
+    pool = string.ascii_letters + string.digits + string.punctuation + " \t\n\x00\x1f\x7f_"
+    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 80))) for _ in range(2000)]
+    texts += ["The Running dogs' studies of COVID-19 PATIENTS ran quickly", "snake_case and_underscores __x__"]
+    for stem in (True, False):
+        for stopwords in (True, False):
+            memo = _word_memo(stem, stopwords)
+            for text in texts:
+                regex_path = [w for w in map(memo.__getitem__, _WORDS.findall(text)) if w]
+                assert tokenize(text, stem=stem, stopwords=stopwords) == regex_path, text
+
+
+def _bm25s_index(tokens):
+    """bm25s's own index over the same vocabulary order (first seen, then the empty token)."""
+    import bm25s
+
+    vocab: dict[str, int] = {}
+    ids = [[vocab.setdefault(t, len(vocab)) for t in doc] for doc in tokens]
+    vocab.setdefault("", len(vocab))
+    ref = bm25s.BM25()
+    ref.index((ids, vocab), show_progress=False)
+    return ref
+
+
+@pytest.mark.parametrize("corpus", ["mixed", "one_doc", "empty_docs"])
+def test_vectorised_bm25_equals_bm25s(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(bm25_build, "_BLOCK", 7)  # many blocks
+    texts = {"mixed": [d.page_content for d in _mixed_docs()] + ["用Python做机器学习", "机器学习 机器学习 model models"],
+             "one_doc": ["only only only one"], "empty_docs": ["", "the of", "word"]}[corpus]
+    tokens = [tokenize(t) for t in texts]
+    ours, ref = index.build_bm25(tokens), _bm25s_index(tokens)
+    assert set(vars(ours)) == set(vars(ref)) and ours.vocab_dict == ref.vocab_dict
+    assert list(ours.vocab_dict) == list(ref.vocab_dict)
+    for key in ("data", "indices", "indptr"):
+        assert ours.scores[key].dtype == ref.scores[key].dtype
+        assert ours.scores[key].tobytes() == ref.scores[key].tobytes(), key
+    ours.save(str(tmp_path / "ours"), show_progress=False)
+    ref.save(str(tmp_path / "ref"), show_progress=False)
+    for f in sorted((tmp_path / "ref").iterdir()):
+        assert (tmp_path / "ours" / f.name).read_bytes() == f.read_bytes(), f.name
+    query = [ref.vocab_dict[t] for t in tokenize("机器学习 model only word") if t in ref.vocab_dict]
+    assert np.array_equal(ours.get_scores_from_ids(query), ref.get_scores_from_ids(query))
+
+
+def test_blockwise_normalization_is_bit_identical(monkeypatch):
+    rng = np.random.default_rng(0)
+    mat = rng.standard_normal((50, 17)).astype(np.float32) * rng.uniform(0.001, 1000, (50, 1)).astype(np.float32)
+    mat[[3, 20]] = 0
+    whole = index.normalize_rows(mat)  # not in place: the whole matrix at once
+    monkeypatch.setattr(index, "_NORM_BLOCK", 4)
+    blocks = index.normalize_rows(mat.copy(), inplace=True)
+    assert blocks.tobytes() == whole.tobytes() and not blocks[3].any()
+
+
+def test_build_rows_equal_split_documents_and_reindex_is_a_noop(tmp_path):
+    docs, emb = _mixed_docs(), HashingEmbeddings(size=16)
+    kb = KnowledgeBase.build(docs, tmp_path / "kb", emb, chunk_size=60, chunk_overlap=15, show_progress=False)
+    by_source: dict[str, list] = {}  # the index keeps each source's chunks together, sources in first-seen order
+    for chunk in split_documents(docs, 60, 15):
+        by_source.setdefault(chunk.metadata["source"], []).append(chunk)
+    assert _rows(kb.documents()) == _rows([c for chunks in by_source.values() for c in chunks])
+    calls = emb.document_calls
+    report = kb.add_documents(docs)
+    assert report.embedded == 0 and report.chunks_added == 0 and emb.document_calls == calls
+    assert report.generation == kb.manifest["generation"]
