@@ -98,9 +98,14 @@ def _bm25s_index(tokens):
     return ref
 
 
+@pytest.mark.parametrize("keys", ["int32", "int64", "bm25s_loop"])
 @pytest.mark.parametrize("corpus", ["mixed", "one_doc", "empty_docs"])
-def test_vectorised_bm25_equals_bm25s(corpus, tmp_path, monkeypatch):
+def test_vectorised_bm25_equals_bm25s(corpus, keys, tmp_path, monkeypatch):
     monkeypatch.setattr(bm25_build, "_BLOCK", 7)  # many blocks
+    if keys == "int64":
+        monkeypatch.setattr(bm25_build, "_INT32_KEYS", 0)  # as for a large vocabulary times many chunks
+    if keys == "bm25s_loop":
+        monkeypatch.setattr(bm25_build, "_FAST_METHODS", ())  # the fallback for other bm25s settings
     texts = {"mixed": [d.page_content for d in _mixed_docs()] + ["用Python做机器学习", "机器学习 机器学习 model models"],
              "one_doc": ["only only only one"], "empty_docs": ["", "the of", "word"]}[corpus]
     tokens = [tokenize(t) for t in texts]

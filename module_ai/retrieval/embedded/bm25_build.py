@@ -36,8 +36,9 @@ def index_tokens(tokens: Sequence[Sequence[str]]) -> Any:
     bm25s = require("bm25s", "rag")
     vocab: dict[str, int] = defaultdict(itertools.count().__next__)
     lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-    flat = np.fromiter(map(vocab.__getitem__, itertools.chain.from_iterable(tokens)), dtype=np.int64,
-                       count=int(lengths.sum()))
+    total = int(lengths.sum())
+    flat = np.fromiter(map(vocab.__getitem__, itertools.chain.from_iterable(tokens)),
+                       dtype=np.int32 if total < 2**31 - 1 else np.int64, count=total)
     vocab[""]  # the empty token bm25s expects (scores all-unknown queries as zero)
     vocab = dict(vocab)
     index = bm25s.BM25()
@@ -46,34 +47,54 @@ def index_tokens(tokens: Sequence[Sequence[str]]) -> Any:
         ids = [flat[a:b].tolist() for a, b in zip([0, *ends[:-1]], ends)]
         index.index((ids, vocab), show_progress=False)
         return index
+    holder = [flat]  # _scores takes the only reference and frees the array as soon as it can
+    del flat
     index.nonoccurrence_array = None  # what BM25.index sets for these methods, in the same order
-    index.scores = _scores(index, flat, lengths, len(vocab))
+    index.scores = _scores(index, holder, lengths, len(vocab))
     index.vocab_dict = vocab
     index.unique_token_ids_set = set(vocab.values())
     return index
 
 
-def _scores(index: Any, flat: Any, lengths: Any, n_vocab: int) -> dict[str, Any]:
-    """bm25s's ``scores`` dict (CSC ``data``/``indices``/``indptr``, ``num_docs``); consumes ``flat``."""
+def _scores(index: Any, holder: list[Any], lengths: Any, n_vocab: int) -> dict[str, Any]:
+    """bm25s's ``scores`` dict (CSC ``data``/``indices``/``indptr``, ``num_docs``) from the flat
+    token ids in ``holder`` (emptied: the ids are turned into sort keys in place)."""
     import numpy as np
 
     n_docs = max(len(lengths), 1)
-    keys = flat  # (token, document) packed into one int64, in place: no second flat array
-    keys *= n_docs
-    keys += np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    small = n_vocab * n_docs < _INT32_KEYS  # (token, document) fits one int32: half the memory of every step
+    keys = holder.pop()
+    if keys.dtype != (np.int32 if small else np.int64):
+        keys = keys.astype(np.int64)
+    keys *= n_docs  # in place: no second array of all tokens
+    keys += np.repeat(np.arange(len(lengths), dtype=np.int32), lengths)
     keys.sort()
     first = np.empty(keys.size, dtype=bool)  # where a run of equal keys starts
     first[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
-    tf = np.diff(np.flatnonzero(first), append=keys.size).astype(index.dtype)
+    tf = _run_lengths(np.flatnonzero(first), keys.size, index.dtype)
     keys = keys[first]
     del first
     rows = (keys % n_docs).astype(index.int_dtype)
-    cols = (keys // n_docs).astype(np.int32 if n_vocab < 2**31 else np.int64)
+    keys //= n_docs
+    cols = keys if keys.dtype == np.int32 or n_vocab >= 2**31 else keys.astype(np.int32)
     del keys
     df = np.bincount(cols, minlength=n_vocab)
     return {"data": _bm25_data(index, tf, rows, cols, df, lengths), "indices": rows,
             "indptr": np.concatenate(([0], np.cumsum(df))).astype(np.int64), "num_docs": len(lengths)}
+
+
+def _run_lengths(starts: Any, total: int, dtype: Any) -> Any:
+    """Lengths of the runs beginning at ``starts`` (the last ends at ``total``), in blocks."""
+    import numpy as np
+
+    out = np.empty(starts.size, dtype=dtype)
+    for s in range(0, starts.size, _BLOCK):
+        block = starts[s : s + _BLOCK + 1]
+        out[s : s + block.size - 1] = np.diff(block)
+    if starts.size:
+        out[-1] = total - starts[-1]
+    return out
 
 
 def _bm25_data(index: Any, tf: Any, rows: Any, cols: Any, df: Any, lengths: Any) -> Any:
@@ -94,5 +115,8 @@ def _bm25_data(index: Any, tf: Any, rows: Any, cols: Any, df: Any, lengths: Any)
     return data
 
 
-_BLOCK = 1 << 20
+_BLOCK = 1 << 18
 """Pairs per step of the score computation."""
+
+_INT32_KEYS = 2**31
+"""Below this many (token, document) combinations the sort keys are int32, else int64."""
