@@ -144,3 +144,34 @@ def test_build_rows_equal_split_documents_and_reindex_is_a_noop(tmp_path):
     report = kb.add_documents(docs)
     assert report.embedded == 0 and report.chunks_added == 0 and emb.document_calls == calls
     assert report.generation == kb.manifest["generation"]
+
+
+def test_chunk_lines_equal_the_json_encoder():
+    import json
+
+    from module_ai.retrieval.embedded.store import record_line
+
+    odd = 'quote " backslash \\ tab \t nl \n ctl \x00\x1f del \x7f ls \u2028 lone \ud800 emoji 🙂 中文'
+    records = [
+        {"id": "a1", "text": odd, "metadata": {"source": odd, "n": 1, "f": 0.5, "none": None, "l": [1, "x"]}},
+        {"id": "", "text": "", "metadata": {}},
+        {"text": "keys in another order", "id": "b", "metadata": {}},  # the general encoder
+        {"id": "c", "text": "extra key", "metadata": {}, "x": 1},
+    ]
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    assert [record_line(r) for r in records] == [encode(r) + "\n" for r in records]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")
+def test_embedding_rows_convert_like_numpy():
+    from module_ai.retrieval.embedding import _float32_rows
+
+    rng = np.random.default_rng(4)
+    doubles = (rng.standard_normal((64, 33)) * 10.0 ** rng.integers(-40, 40, (64, 1))).tolist()
+    doubles[3][5], doubles[7][0] = float("inf"), 1e300  # overflow to inf in float32, as numpy does
+    for rows in (doubles, [[1, 2], [3, 4]], [[True, 0.5]], [[1.0, None]], rng.standard_normal((3, 4))):
+        expected = np.asarray(rows, dtype=np.float32)
+        got = _float32_rows(rows)
+        assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
+    with pytest.raises(ValueError):
+        _float32_rows([[1.0, 2.0], [3.0]])  # ragged: numpy's error

@@ -46,7 +46,7 @@ _RUNS = re.compile(rf"([{_HAN}]+)|([^\W_{_HAN}]+)")
 _HAN_RE = re.compile(rf"[{_HAN}]")
 _WORDS = re.compile(rf"[^\W_{_HAN}]+")
 _ASCII_WORDS = bytes(c if chr(c).isalnum() else 0x20 for c in range(128)).lower() + b" " * 128
-"""``bytes.translate`` table for ASCII text: letters lower-cased, digits kept, every other byte a
+r"""``bytes.translate`` table for ASCII text: letters lower-cased, digits kept, every other byte a
 space, so ``split()`` yields exactly the lower-cased ``_WORDS`` runs (``[^\W_]`` is ``[A-Za-z0-9]``
 on ASCII)."""
 
