@@ -42,7 +42,8 @@ def index_tokens(tokens: Sequence[Sequence[str]]) -> Any:
     vocab[""]  # the empty token bm25s expects (scores all-unknown queries as zero)
     vocab = dict(vocab)
     index = bm25s.BM25()
-    if index.method not in _FAST_METHODS or index.idf_method not in _FAST_METHODS or index.csc_backend != "numpy":
+    fast = index.method in _FAST_METHODS and index.idf_method in _FAST_METHODS and index.csc_backend == "numpy"
+    if not fast:
         ends = np.cumsum(lengths).tolist()
         ids = [flat[a:b].tolist() for a, b in zip([0, *ends[:-1]], ends)]
         index.index((ids, vocab), show_progress=False)
@@ -110,8 +111,8 @@ def _bm25_data(index: Any, tf: Any, rows: Any, cols: Any, df: Any, lengths: Any)
     doc_norm = k1 * ((1 - b) + b * lengths / avg_len) if len(lengths) and avg_len else np.zeros(len(lengths))
     data = np.empty(tf.size, dtype=index.dtype)
     for s in range(0, tf.size, _BLOCK):
-        t = tf[s : s + _BLOCK]
-        data[s : s + _BLOCK] = idf[cols[s : s + _BLOCK]] * (t / (doc_norm[rows[s : s + _BLOCK]].astype(work) + t))
+        t, block = tf[s : s + _BLOCK], slice(s, s + _BLOCK)
+        data[block] = idf[cols[block]] * (t / (doc_norm[rows[block]].astype(work) + t))
     return data
 
 

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import json
 import os
-from json.encoder import encode_basestring as _ESCAPE
 import shutil
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from json.encoder import encode_basestring as _ESCAPE
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
