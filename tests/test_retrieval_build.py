@@ -175,3 +175,18 @@ def test_embedding_rows_convert_like_numpy():
         assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
     with pytest.raises(ValueError):
         _float32_rows([[1.0, 2.0], [3.0]])  # ragged: numpy's error
+
+
+def test_bench_retrieval_measures_builds_of_chosen_systems():
+    """The benchmark's build-only mode (fresh processes, ratios of medians) runs end to end."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_retrieval.py"
+    out = subprocess.run([sys.executable, str(script), "--sizes", "300", "--builds", "1", "--systems", "floor,ours",
+                          "--skip-latency"], capture_output=True, text=True, check=True, timeout=300).stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("floor ", "ours "))}
+    assert set(rows) == {"floor", "ours"} and not any(line.startswith("stock") for line in out.splitlines())
+    assert all(float(r[-3]) > 0 and float(r[-2]) > 0 for r in rows.values())  # build s, peak MiB measured
+    assert "build ours/floor x" in out and "peak RSS ours/floor x" in out
