@@ -173,8 +173,9 @@ def test_embedding_rows_convert_like_numpy():
         expected = np.asarray(rows, dtype=np.float32)
         got = _float32_rows(rows)
         assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
-    with pytest.raises(ValueError):
-        _float32_rows([[1.0, 2.0], [3.0]])  # ragged: numpy's error
+    for ragged in ([[1.0, 2.0], [3.0]], [[1.0], [2.0, 3.0]]):  # a short row, a long row: numpy's error
+        with pytest.raises(ValueError):
+            _float32_rows(ragged)
 
 
 def test_bench_retrieval_measures_builds_of_chosen_systems():
