@@ -17,7 +17,8 @@ fewer queries at large sizes (``--stock-queries``). Build time and peak RSS: a f
 build, ``--builds`` builds per system, order rotated; "delta" = peak RSS minus RSS once the data
 (texts + float32 vectors) is in memory. BLAS/OpenMP pinned to one thread for all systems.
 
-Run: ``python benchmarks/bench_retrieval.py --sizes 10000,100000``
+Run: ``python benchmarks/bench_retrieval.py --sizes 10000,100000`` (builds only, without the slow stock
+hybrid: ``--systems floor,ours --skip-latency``)
 """
 
 from __future__ import annotations
@@ -208,10 +209,10 @@ def child_build(system: str, n: int) -> None:
     print(json.dumps({"system": system, "n": n, "build_s": secs, "peak_mib": peak, "delta_mib": peak - base}))
 
 
-def builds(n: int, repeats: int) -> dict[str, dict[str, float]]:
-    rows: dict[str, list[dict]] = {s: [] for s in SYSTEMS}
+def builds(n: int, repeats: int, systems: tuple[str, ...] = SYSTEMS) -> dict[str, dict[str, float]]:
+    rows: dict[str, list[dict]] = {s: [] for s in systems}
     for r in range(repeats):
-        order = SYSTEMS[r % 3 :] + SYSTEMS[: r % 3]
+        order = systems[r % len(systems) :] + systems[: r % len(systems)]
         for system in order:
             out = subprocess.run([sys.executable, __file__, "--child-build", system, "--sizes", str(n)],
                                  capture_output=True, text=True, check=True, env={**os.environ, **THREAD_ENV})
@@ -221,15 +222,16 @@ def builds(n: int, repeats: int) -> dict[str, dict[str, float]]:
 
 
 # ----------------------------------------------------------------------------- latency
-def latency(n: int, n_queries: int, stock_queries: int) -> dict[str, dict[str, float]]:
+def latency(n: int, n_queries: int, stock_queries: int,
+            systems: tuple[str, ...] = SYSTEMS) -> dict[str, dict[str, float]]:
     texts, vecs, queries, qvecs, src = make_data(n, n_queries)
     emb = lookup_embeddings(texts, vecs, queries, qvecs)
     with tempfile.TemporaryDirectory() as tmp:
-        fns = {s: build(s, texts, vecs, emb, tmp) for s in SYSTEMS}
-        times: dict[str, list[float]] = {s: [] for s in SYSTEMS}
-        hits: dict[str, int] = {s: 0 for s in SYSTEMS}
+        fns = {s: build(s, texts, vecs, emb, tmp) for s in systems}
+        times: dict[str, list[float]] = {s: [] for s in systems}
+        hits: dict[str, int] = {s: 0 for s in systems}
         for i, (q, qv) in enumerate(zip(queries, qvecs)):
-            order = SYSTEMS[i % 3 :] + SYSTEMS[: i % 3]
+            order = systems[i % len(systems) :] + systems[: i % len(systems)]
             for system in order:
                 if system == "stock" and i >= stock_queries:
                     continue
@@ -238,7 +240,37 @@ def latency(n: int, n_queries: int, stock_queries: int) -> dict[str, dict[str, f
                 times[system].append(time.perf_counter() - t0)
                 hits[system] += int(src[i]) in rows[:10]
     return {s: {"median_ms": 1e3 * statistics.median(t), "p95_ms": 1e3 * float(np.percentile(t, 95)),
-                "queries": len(t), "hit@10": hits[s] / len(t)} for s, t in times.items()}
+                "queries": len(t), "hit@10": hits[s] / len(t)} for s, t in times.items() if t}
+
+
+def _ratio(table: dict[str, dict[str, float]], a: str, b: str, key: str) -> str:
+    if a not in table or b not in table:
+        return "n/a"
+    return f"x{table[a][key] / table[b][key]:.2f}"
+
+
+def report(n: int, lat: dict[str, dict[str, float]], bld: dict[str, dict[str, float]],
+           systems: tuple[str, ...]) -> None:
+    """Print one size's table and the ratios of medians (``n/a`` for a system not measured)."""
+    nan = float("nan")
+    print(f"\n== {n:,} chunks (load {os.getloadavg()[0]:.2f})")
+    print(f"{'system':8}{'median ms':>11}{'p95 ms':>9}{'queries':>9}{'hit@10':>8}"
+          f"{'build s':>9}{'peak MiB':>10}{'delta MiB':>11}")
+    for s in systems:
+        q, b = lat.get(s, {}), bld.get(s, {})
+        print(f"{s:8}{q.get('median_ms', nan):11.2f}{q.get('p95_ms', nan):9.2f}{q.get('queries', 0):9d}"
+              f"{q.get('hit@10', nan):8.2f}{b.get('build_s', nan):9.2f}"
+              f"{b.get('peak_mib', nan):10.0f}{b.get('delta_mib', nan):11.0f}")
+    print(f"ratios (medians): stock/ours latency {_ratio(lat, 'stock', 'ours', 'median_ms')}, "
+          f"ours/floor latency {_ratio(lat, 'ours', 'floor', 'median_ms')}", end="")
+    if bld:
+        print(f", build ours/floor {_ratio(bld, 'ours', 'floor', 'build_s')}, "
+              f"peak RSS ours/floor {_ratio(bld, 'ours', 'floor', 'peak_mib')} "
+              f"(delta {_ratio(bld, 'ours', 'floor', 'delta_mib')}), "
+              f"build stock/ours {_ratio(bld, 'stock', 'ours', 'build_s')}, "
+              f"peak RSS stock/ours {_ratio(bld, 'stock', 'ours', 'peak_mib')}")
+    else:
+        print()
 
 
 THREAD_ENV: dict[str, str] = {}
@@ -252,6 +284,9 @@ def main() -> None:
                     help="queries for the stock hybrid per size, 'size:count,...' (default count: --queries)")
     ap.add_argument("--builds", type=int, default=3, help="fresh-process builds per system (0: skip)")
     ap.add_argument("--threads", choices=("one", "default"), default="one", help="BLAS/OpenMP threads")
+    ap.add_argument("--systems", default=",".join(SYSTEMS),
+                    help="comma-separated systems to build and time (default: all three)")
+    ap.add_argument("--skip-latency", action="store_true", help="measure builds only, no queries")
     ap.add_argument("--child-build", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads == "one":
@@ -262,28 +297,12 @@ def main() -> None:
         child_build(args.child_build, sizes[0])
         return
     stock_q = {int(k): int(v) for k, v in (p.split(":") for p in args.stock_queries.split(",") if p)}
+    systems = tuple(s for s in SYSTEMS if s in args.systems.split(","))
     print(f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}, threads={args.threads}")
     for n in sizes:
-        lat = latency(n, args.queries, stock_q.get(n, args.queries))
-        bld = builds(n, args.builds) if args.builds else {}
-        print(f"\n== {n:,} chunks (load {os.getloadavg()[0]:.2f})")
-        print(f"{'system':8}{'median ms':>11}{'p95 ms':>9}{'queries':>9}{'hit@10':>8}"
-              f"{'build s':>9}{'peak MiB':>10}{'delta MiB':>11}")
-        for s in SYSTEMS:
-            b = bld.get(s, {})
-            print(f"{s:8}{lat[s]['median_ms']:11.2f}{lat[s]['p95_ms']:9.2f}{lat[s]['queries']:9d}"
-                  f"{lat[s]['hit@10']:8.2f}{b.get('build_s', float('nan')):9.2f}"
-                  f"{b.get('peak_mib', float('nan')):10.0f}{b.get('delta_mib', float('nan')):11.0f}")
-        ours = lat["ours"]["median_ms"]
-        print(f"ratios (medians): stock/ours latency x{lat['stock']['median_ms'] / ours:.1f}, "
-              f"ours/floor latency x{ours / lat['floor']['median_ms']:.2f}", end="")
-        if bld:
-            print(f", build ours/floor x{bld['ours']['build_s'] / bld['floor']['build_s']:.2f}, "
-                  f"build stock/ours x{bld['stock']['build_s'] / bld['ours']['build_s']:.2f}, "
-                  f"peak RSS stock/ours x{bld['stock']['peak_mib'] / bld['ours']['peak_mib']:.2f}")
-        else:
-            print()
-
+        lat = {} if args.skip_latency else latency(n, args.queries, stock_q.get(n, args.queries), systems)
+        bld = builds(n, args.builds, systems) if args.builds else {}
+        report(n, lat, bld, systems)
 
 if __name__ == "__main__":
     main()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["CACHE_DIR", "COMPACT_SHARDS", "EmbeddingCache", "text_hash"]
+__all__ = ["CACHE_DIR", "COMPACT_SHARDS", "MERGED_ROWS", "EmbeddingCache", "text_hash"]
 
 CACHE_DIR = "embedding_cache"
 """The cache's folder name inside a knowledge base (embedded and Milvus share the layout and keys)."""
@@ -38,6 +38,9 @@ COMPACT_SHARDS = 32
 
 SMALL_SHARD_ROWS = 1024
 """Shards with fewer rows than this count as small (worth merging)."""
+
+MERGED_ROWS = 8192
+""":meth:`EmbeddingCache.compact` writes merged shards of about this many rows (bounded memory)."""
 
 _KEY = 16
 
@@ -128,12 +131,18 @@ class EmbeddingCache:
             folder.mkdir(parents=True, exist_ok=True)
             _atomic(folder / "meta.json",
                     lambda fh: fh.write(json.dumps({"model": model, "dimensions": dims}).encode()))
-        keys = bytes.fromhex("".join(hashes))
+        self._write_shard(slug, bytes.fromhex("".join(hashes)), mat)
+
+    def _write_shard(self, slug: str, keys: bytes, mat: np.ndarray) -> None:
+        """Write ``.npy`` then ``.keys`` (the shard exists once its keys do) and index its rows."""
+        import numpy as np
+
+        folder = self.root / slug
         name = uuid.uuid4().hex[:16]
         _atomic(folder / f"{name}.npy", lambda fh: np.save(fh, mat))
         _atomic(folder / f"{name}.keys", lambda fh: fh.write(keys))
         index = self._load_index(slug)
-        for row in range(len(hashes)):
+        for row in range(len(keys) // _KEY):
             index[keys[row * _KEY : (row + 1) * _KEY]] = (name, row)
 
     def shards(self, model: str, dims: int) -> list[Path]:
@@ -145,6 +154,12 @@ class EmbeddingCache:
                 small_rows: int = SMALL_SHARD_ROWS) -> bool:
         """Merge a model's small shards (< ``small_rows`` rows) once there are more than ``min_shards``.
 
+        Shards are read one at a time and written out as merged shards of about :data:`MERGED_ROWS`
+        rows, so memory stays at one merged shard however large the cache (a build with small
+        batches leaves thousands of small shards). Only the rows the key index points to are kept
+        (a text cached twice keeps its newest vector); unreadable shards are dropped (their texts
+        are embedded again). The small shards are removed once every merged shard is written.
+
         Returns:
             True if shards were merged. Large shards are left alone: merging them would only copy data.
         """
@@ -152,22 +167,51 @@ class EmbeddingCache:
         if len(small) <= min_shards:
             return False
         slug = _slug(model, dims)
-        names = {k.stem for k in small}
-        hashes = [k.hex() for k, (shard, _) in self._load_index(slug).items() if shard in names]
-        vectors = self.get_many(model, dims, hashes)
-        keep = [h for h in hashes if h in vectors]
-        if keep:
-            self.put_many(model, dims, keep, [vectors[h] for h in keep])
+        index = self._load_index(slug)
+        group: list[tuple[bytes, np.ndarray]] = []
+        for keys in small:
+            part = _live_rows(keys, index)
+            if part is None or not part[0]:
+                continue
+            if group and (part[1].shape[1] != group[0][1].shape[1] or sum(len(k) for k, _ in group) >= MERGED_ROWS * _KEY):
+                self._merge(slug, group)  # full (or a damaged cache mixing sizes: never mixed in one shard)
+                group = []
+            group.append(part)
+        if group:
+            self._merge(slug, group)
         for keys in small:
             keys.unlink(missing_ok=True)
             keys.with_suffix(".npy").unlink(missing_ok=True)
         self._index.pop(slug, None)
         return True
 
+    def _merge(self, slug: str, group: list[tuple[bytes, np.ndarray]]) -> None:
+        import numpy as np
+
+        self._write_shard(slug, b"".join(k for k, _ in group), np.concatenate([m for _, m in group]))
 
     def close(self) -> None:
         """Forget the in-memory key index (files stay)."""
         self._index.clear()
+
+
+def _live_rows(keys_path: Path, index: dict[bytes, tuple[str, int]]) -> tuple[bytes, np.ndarray] | None:
+    """The keys and float32 rows of one shard that the key index still points to (``None``: unreadable)."""
+    import numpy as np
+
+    try:
+        keys = keys_path.read_bytes()
+        mat = np.load(keys_path.with_suffix(".npy"), allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    n, stem = len(keys) // _KEY, keys_path.stem
+    if len(keys) % _KEY or mat.ndim != 2 or len(mat) != n:
+        return None
+    live = [index.get(keys[r * _KEY : (r + 1) * _KEY]) == (stem, r) for r in range(n)]
+    if all(live):
+        return keys, np.asarray(mat, dtype=np.float32)
+    rows = [r for r in range(n) if live[r]]
+    return b"".join(keys[r * _KEY : (r + 1) * _KEY] for r in rows), np.asarray(mat[rows], dtype=np.float32)
 
 
 def text_hash(text: str) -> str:

@@ -26,7 +26,7 @@ from module_ai.retrieval.loaders import normalize_path, scan_folder
 from module_ai.retrieval.protocol import UpdateReport
 from module_ai.retrieval.retriever import RetrieverMixin
 from module_ai.retrieval.settings import DEFAULT_SETTINGS, RetrievalSettings
-from module_ai.retrieval.splitter import split_documents
+from module_ai.retrieval.splitter import iter_chunks
 from module_ai.retrieval.tokenizer import DEFAULT_TOKENIZER, get_tokenizer
 
 if TYPE_CHECKING:
@@ -186,9 +186,11 @@ class KnowledgeBase(RetrieverMixin):
         self._records, self._sources = records, sources
 
     # ----------------------------------------------------------------- changes
-    def _chunks(self, docs: Iterable[Document]) -> list[Document]:
+    def _chunks(self, docs: Iterable[Document]) -> list[dict[str, Any]]:
+        """The chunk records ``{"id", "text", "metadata"}`` of :func:`split_documents` (no Documents)."""
         c = self.manifest["chunking"]
-        return split_documents(docs, c["chunk_size"], c["chunk_overlap"], unit=c["unit"])
+        return [{"id": cid, "text": text, "metadata": meta}
+                for text, meta, cid in iter_chunks(docs, c["chunk_size"], c["chunk_overlap"], unit=c["unit"])]
 
     def _change_for(self, items: Any) -> Change:
         with gc_paused():

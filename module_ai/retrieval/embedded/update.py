@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     import numpy as np
     from langchain_core.documents import Document
 
+Record = dict[str, Any]
+"""A chunk as stored: ``{"id", "text", "metadata"}`` (``chunks.jsonl`` row)."""
+Chunker = Callable[[Iterable["Document"]], list[Record]]
+
 __all__ = ["ON_ERROR", "Change", "commit_changes", "gc_paused", "plan_change"]
 
 ON_ERROR = ("skip", "raise")
@@ -43,8 +47,8 @@ def gc_paused() -> Iterator[None]:
 class Change:
     """Chunks to put in per source (replacing the source's old chunks) and sources to remove."""
 
-    upserts: dict[str, tuple[str, list[Document]]] = field(default_factory=dict)
-    """source -> (content hash, chunk Documents)."""
+    upserts: dict[str, tuple[str, list[Record]]] = field(default_factory=dict)
+    """source -> (content hash, chunk records ``{"id", "text", "metadata"}``)."""
     deletes: set[str] = field(default_factory=set)
     unchanged: list[str] = field(default_factory=list)
     replace_all: bool = False
@@ -63,8 +67,7 @@ class State:
     sources: dict[str, Any]
 
 
-def _load_chunks(f: Path, chunker: Callable[[Iterable[Document]], list[Document]], on_error: str,
-                 change: Change) -> list[Document] | None:
+def _load_chunks(f: Path, chunker: Chunker, on_error: str, change: Change) -> list[Record] | None:
     """Chunks of one file, or ``None`` (listed in ``change.skipped``) when it cannot be read."""
     try:
         return chunker(load_file(f))
@@ -94,9 +97,11 @@ def _files(path: Path, follow_symlinks: bool, change: Change) -> list[Path]:
     return [f]
 
 
-def plan_change(items: Any, sources: Mapping[str, Any], chunker: Callable[[Iterable[Document]], list[Document]],
-                *, follow_symlinks: bool = False, on_error: str = "skip") -> Change:
+def plan_change(items: Any, sources: Mapping[str, Any], chunker: Chunker, *, follow_symlinks: bool = False,
+                on_error: str = "skip") -> Change:
     """Turn paths (files, folders) and Documents into a :class:`Change`; unchanged sources are skipped.
+
+    ``chunker`` turns Documents into chunk records ``{"id", "text", "metadata"}`` (the rows stored).
 
     A file is unchanged when its bytes hash as before; Documents when their chunks' texts do. Files
     that cannot be read are listed in ``Change.skipped`` (``on_error="skip"``) or raise a
@@ -106,7 +111,7 @@ def plan_change(items: Any, sources: Mapping[str, Any], chunker: Callable[[Itera
         raise KnowledgeBaseError(f"on_error must be one of {ON_ERROR}, not {on_error!r}", field="on_error")
     items = [items] if isinstance(items, (str, Path)) else list(items)
     change = Change()
-    upserts: dict[str, tuple[str, list[Document]]] = {}
+    upserts: dict[str, tuple[str, list[Record]]] = {}
     for path in (Path(p) for p in items if isinstance(p, (str, Path))):
         for f in _files(path, follow_symlinks, change):
             try:
@@ -118,11 +123,11 @@ def plan_change(items: Any, sources: Mapping[str, Any], chunker: Callable[[Itera
                 upserts[str(f)] = (digest, [])
             elif (chunks := _load_chunks(f, chunker, on_error, change)) is not None:
                 upserts[str(f)] = (digest, chunks)
-    by_source: dict[str, list[Document]] = {}
+    by_source: dict[str, list[Record]] = {}
     for chunk in chunker(d for d in items if not isinstance(d, (str, Path))):
-        by_source.setdefault(chunk.metadata["source"], []).append(chunk)
+        by_source.setdefault(chunk["metadata"]["source"], []).append(chunk)
     for src, chunks in by_source.items():
-        digest = chunks[0].id if len(chunks) == 1 else store.text_hash(" ".join([d.id for d in chunks]))
+        digest = chunks[0]["id"] if len(chunks) == 1 else store.text_hash(" ".join([d["id"] for d in chunks]))
         upserts[src] = (digest, chunks)  # chunk ids already hash source + text
     for src, (digest, chunks) in upserts.items():
         if sources.get(src, {}).get("hash") == digest:
@@ -141,24 +146,24 @@ def _old_arrays(kb_dir: Path, manifest: Mapping[str, Any], n: int) -> tuple[Any,
 
 
 def _assemble(kb_dir: Path, manifest: Mapping[str, Any], n_old: int, new_ids: Sequence[str],
-              old_row: Mapping[str, int], fresh: Sequence[Document], vecs: np.ndarray | None, dims: int,
+              old_row: Mapping[str, int], fresh: Sequence[Record], vecs: np.ndarray | None, dims: int,
               tokenize: Callable[[str], list[str]]) -> tuple[np.ndarray, list[list[str]]]:
     """Vectors and tokens of the new rows: fresh chunks from ``vecs``/``tokenize``, the rest reused."""
     import numpy as np
 
     if not new_ids:
         return np.zeros((0, dims), dtype=np.float32), []
-    if len(fresh) == len(new_ids) and all(d.id == c for d, c in zip(fresh, new_ids)):
-        return vecs, [tokenize(d.page_content) for d in fresh]  # a build: every row new, in order
+    if len(fresh) == len(new_ids) and all(d["id"] == c for d, c in zip(fresh, new_ids)):
+        return vecs, [tokenize(d["text"]) for d in fresh]  # a build: every row new, in order
     old_vecs, old_tokens = _old_arrays(kb_dir, manifest, n_old)
-    fresh_row = {d.id: i for i, d in enumerate(fresh)}
+    fresh_row = {d["id"]: i for i, d in enumerate(fresh)}
     vectors = np.zeros((len(new_ids), dims), dtype=np.float32)
     is_fresh = np.fromiter((cid in fresh_row for cid in new_ids), dtype=bool, count=len(new_ids))
     if is_fresh.any():
         vectors[is_fresh] = vecs[[fresh_row[c] for c, f in zip(new_ids, is_fresh) if f]]
     if not is_fresh.all():
         vectors[~is_fresh] = old_vecs[[old_row[c] for c, f in zip(new_ids, is_fresh) if not f]]
-    tokens = [tokenize(fresh[fresh_row[c]].page_content) if f else old_tokens[old_row[c]]
+    tokens = [tokenize(fresh[fresh_row[c]]["text"]) if f else old_tokens[old_row[c]]
               for c, f in zip(new_ids, is_fresh)]
     return vectors, tokens
 
@@ -182,7 +187,7 @@ def commit_changes(
     keep = [] if change.replace_all else [i for i, r in enumerate(records) if r["metadata"].get("source") not in touched]
     old_row = {r["id"]: i for i, r in enumerate(records)}
     new_docs = [d for _, docs in change.upserts.values() for d in docs]
-    new_ids = [records[i]["id"] for i in keep] + [d.id for d in new_docs]
+    new_ids = [records[i]["id"] for i in keep] + [d["id"] for d in new_docs]
     gone = {r["metadata"].get("source") for r in records} - {records[i]["metadata"].get("source") for i in keep}
     if change.replace_all:
         gone -= set(change.upserts)
@@ -191,15 +196,13 @@ def commit_changes(
     unchanged = new_ids == [r["id"] for r in records] and same_hashes and not change.deletes & set(sources)
     if unchanged and not change.replace_all:  # a build always commits
         return None, UpdateReport(**{**report, "generation": manifest.get("generation")})
-    fresh = [d for d in new_docs if d.id not in old_row]
-    vecs, embedded = embed([d.page_content for d in fresh]) if fresh else (None, 0)
+    fresh = [d for d in new_docs if d["id"] not in old_row]
+    vecs, embedded = embed([d["text"] for d in fresh]) if fresh else (None, 0)
     if vecs is not None and manifest["metric"] == "cosine":
         vecs = normalize_rows(vecs, inplace=True)
     dims = int(vecs.shape[1]) if vecs is not None else int(manifest.get("dimensions") or 0)
     vectors, tokens = _assemble(kb_dir, manifest, len(records), new_ids, old_row, fresh, vecs, dims, tokenize)
-    new_records = [records[i] for i in keep] + [
-        {"id": d.id, "text": d.page_content, "metadata": d.metadata} for d in new_docs  # chunks own their dicts
-    ]
+    new_records = [records[i] for i in keep] + new_docs  # chunk records are stored as they are
     new_sources = {s: v for s, v in sources.items() if s not in touched and not change.replace_all}
     for src, (digest, docs) in change.upserts.items():
         new_sources[src] = {"hash": digest, "chunks": len(docs)}
@@ -212,10 +215,10 @@ def commit_changes(
 
 
 def _report(change: Change, sources: Mapping[str, Any], gone: set[str], old_row: Mapping[str, int],
-            new_docs: Sequence[Document], n_old: int, n_new: int) -> dict[str, Any]:
+            new_docs: Sequence[Record], n_old: int, n_new: int) -> dict[str, Any]:
     added = sorted(s for s in change.upserts if s not in sources)
     updated = sorted(s for s in change.upserts if s in sources)
-    reused = sum(1 for d in new_docs if d.id in old_row)
+    reused = sum(1 for d in new_docs if d["id"] in old_row)
     return {
         "added": added,
         "updated": updated,
