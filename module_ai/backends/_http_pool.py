@@ -142,7 +142,7 @@ class AsyncLeanPool(_Pool):
 
 def _pool_args(kwargs: dict[str, Any]) -> tuple[Any, float | None, int]:
     limits = kwargs["limits"]
-    return kwargs["verify"], limits.keepalive_expiry, limits.max_keepalive_connections or 64
+    return kwargs["verify"], limits.keepalive_expiry, limits.max_keepalive_connections  # set by _http._limits
 
 
 class LeanTransport(httpx.HTTPTransport):
