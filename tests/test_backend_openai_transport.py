@@ -229,3 +229,36 @@ def test_a_password_in_the_url_stays_out_of_errors(fault_server):
     sent = fault_server.requests[-1]["headers"]["authorization"]
     assert sent == "Basic " + base64.b64encode(b"user:hunter2-secret").decode()  # sent as Basic, not in the URL
     assert "hunter2" not in fault_server.requests[-1]["path"]
+
+# ---------------------------------------------------------------- ainvoke without a worker thread
+
+def test_ainvoke_builds_its_result_on_the_event_loop_and_maps_errors_as_stock(fault_server, monkeypatch):
+    """Stock ``_agenerate`` converts the reply in a worker thread; on the httpx transport it is done inline,
+    with the same error handlers (LangChain's classes under module_ai's BackendError, sync and async alike)."""
+    import threading
+
+    llm = chat_model(fault_server.base_url, transport="httpx", max_retries=0)
+    threads: list[int] = []
+    convert = type(llm)._create_chat_result
+
+    def recording(self, *args, **kwargs):
+        threads.append(threading.get_ident())
+        return convert(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(llm), "_create_chat_result", recording)
+
+    async def run() -> tuple[str, BaseException]:
+        reply = await llm.ainvoke("hi")
+        fault_server.configure(faults=["400"])
+        with pytest.raises(BackendError) as info:
+            await llm.ainvoke("hi")
+        return reply.content, info.value
+
+    content, async_error = asyncio.run(run())
+    assert content.startswith("tok0") and threads == [threading.get_ident()]
+    fault_server.configure(faults=["400"])
+    with pytest.raises(BackendError) as info:
+        llm.invoke("hi")
+    fault_server.reset()
+    assert type(async_error.__cause__) is type(info.value.__cause__)
+    assert type(info.value.__cause__).__module__.startswith("langchain_openai")

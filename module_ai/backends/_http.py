@@ -10,7 +10,8 @@ at ``[DONE]`` so the connection never goes back to the pool (one new TCP/TLS han
 
 - One ``httpx.HTTPTransport`` pool per endpoint (URL, key) per process and one
   ``httpx.AsyncHTTPTransport`` per endpoint per event loop, each with the lean keep-alive stack of
-  :mod:`._http_pool` instead of httpcore's pool (whose cost per request grows with its connections); sized from
+  :mod:`._http_pool` instead of httpcore's pool (whose cost per request grows with its connections) and
+  :mod:`._http11`'s connections instead of httpcore's (h11); sized from
   ``max_concurrency``, idle connections kept :data:`KEEPALIVE_S` seconds, timeouts from ``timeout``,
   proxies from the environment.
 - Streams are read to the end (after ``[DONE]`` too) so the connection returns to the pool; a caller

@@ -4,8 +4,9 @@ httpcore's ``ConnectionPool`` re-examines every pooled connection whenever a req
 (and on asyncio asks each idle socket, through anyio, whether it is readable): the work per request
 grows with the number of connections. Measured against a 50 ms server, 200 requests with 32 in
 flight on one event loop: 6.3 ms of client CPU per request and efficiency 0.26 with httpcore's pool;
-0.7 ms and 0.79-0.84 with this one (``benchmarks/bench_concurrency.py``). Async connections use the
-asyncio network backend of :mod:`._http_asyncio` rather than anyio.
+0.7 ms and 0.79-0.84 with this one (``benchmarks/bench_concurrency.py``). The connections are
+:mod:`._http11`'s (one write per request, llhttp parsing, asyncio streams from :mod:`._http_asyncio`;
+on Python 3.10 the async ones are httpcore's, on anyio).
 
 A pool serves one endpoint (the transport is per endpoint), so every connection can take every
 request: take the most recently returned idle connection that is still usable (not expired, not
@@ -18,10 +19,16 @@ they keep httpx's proxy pool.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
+
+from module_ai.backends._http11 import AsyncConnection, Connection
+from module_ai.backends._http_asyncio import AVAILABLE as ASYNCIO_STREAMS
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["AsyncLeanTransport", "LeanTransport"]
 
@@ -29,16 +36,12 @@ __all__ = ["AsyncLeanTransport", "LeanTransport"]
 class _Pool:
     """The idle stack shared by the sync and async pools."""
 
-    connection_class: Any = httpcore.HTTPConnection
+    connection_class: Any = Connection
 
     def __init__(self, ssl_context: Any, keepalive_expiry: float | None, max_idle: int) -> None:
         self._idle: list[Any] = []
         self._max_idle = max_idle
-        self._connection_kwargs = {"ssl_context": ssl_context, "keepalive_expiry": keepalive_expiry,
-                                   **self._backend()}
-
-    def _backend(self) -> dict[str, Any]:
-        return {}
+        self._connection_kwargs = {"ssl_context": ssl_context, "keepalive_expiry": keepalive_expiry}
 
     def _take(self, origin: Any) -> tuple[Any, list[Any]]:
         """A usable idle connection (or a new one) and the idle ones found unusable (to close)."""
@@ -97,6 +100,12 @@ class LeanPool(_Pool):
         for conn in idle:
             conn.close()
 
+    def __enter__(self) -> Self:  # httpx's transport enters and exits its pool with the client
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class _AsyncReturning(_Returning):
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -114,12 +123,7 @@ class _AsyncReturning(_Returning):
 class AsyncLeanPool(_Pool):
     """Async pool, one per event loop (the transport keeps one per loop)."""
 
-    connection_class = httpcore.AsyncHTTPConnection
-
-    def _backend(self) -> dict[str, Any]:
-        from module_ai.backends._http_asyncio import AVAILABLE, AsyncioBackend
-
-        return {"network_backend": AsyncioBackend()} if AVAILABLE else {}
+    connection_class = AsyncConnection if ASYNCIO_STREAMS else httpcore.AsyncHTTPConnection  # Python 3.10: anyio
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         conn, stale = self._take(request.url.origin)
@@ -138,6 +142,12 @@ class AsyncLeanPool(_Pool):
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def _pool_args(kwargs: dict[str, Any]) -> tuple[Any, float | None, int]:

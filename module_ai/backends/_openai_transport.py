@@ -5,8 +5,10 @@
 - :func:`httpx_clients`: the ``client`` / ``async_client`` LangChain calls, on :mod:`._http`; the SDK
   (:class:`LazySDK`, 0 retries) only for ``root_client`` paths (``response_format`` parsing, the
   Responses API).
-- :func:`stream_end_check`: on ``transport: sdk`` a stream without ``finish_reason`` raises (the SDK
-  ends silently when the connection closes mid-answer).
+- :func:`transport_layer`: the chat class just below the managed layer. On ``transport: sdk`` a
+  stream without ``finish_reason`` raises (the SDK ends silently when the connection closes
+  mid-answer); on httpx ``ainvoke`` builds its result on the event loop (stock ``_agenerate`` hands
+  that to a worker thread per call: a thread hop, a context copy and GIL traffic for ~0.1 ms of work).
 - :func:`not_json`: the SDK hands back the text of a 200 that is not JSON; it becomes a BackendError.
 """
 
@@ -20,15 +22,16 @@ from module_ai.config import ModelConfig
 if TYPE_CHECKING:
     from module_ai.backends._http import Transport
 
-__all__ = ["LazySDK", "checked_options", "httpx_clients", "not_json", "stream_end_check", "uses_sdk"]
+__all__ = ["LazySDK", "checked_options", "httpx_clients", "not_json", "transport_layer", "uses_sdk"]
 
 
-def stream_end_check(base: type) -> type:
+def transport_layer(base: type) -> type:
     """Below the managed layer (so a cut is retried before the first chunk): on the SDK transport a
     stream must carry a ``finish_reason`` (the SDK ends silently when the connection closes early;
-    the httpx transport checks ``finish_reason``/``[DONE]`` itself)."""
+    the httpx transport checks ``finish_reason``/``[DONE]`` itself); on the httpx transport
+    ``_agenerate`` converts the reply inline."""
 
-    class StreamEndCheck(base):
+    class TransportLayer(base):
         def _stream(self, *args: Any, **kwargs: Any):
             if not uses_sdk(self):
                 yield from super()._stream(*args, **kwargs)
@@ -52,6 +55,27 @@ def stream_end_check(base: type) -> type:
             if not finished:
                 raise _cut(self)
 
+        async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any):
+            """Stock ``_agenerate`` for the plain chat-completions call, without its worker thread:
+            the same payload, raw response, header/gateway metadata, error handlers and conversion."""
+            if uses_sdk(self):
+                return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            payload = self._get_request_payload(messages, stop=stop, **kwargs)
+            if "response_format" in payload or self._use_responses_api(payload):  # the SDK-only paths
+                return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            import openai
+            from langchain_openai.chat_models import base as lc_openai
+
+            try:
+                raw = await self.async_client.with_raw_response.create(**payload)
+            except openai.BadRequestError as exc:
+                lc_openai._handle_openai_bad_request(exc)
+            except openai.APIError as exc:
+                lc_openai._handle_openai_api_error(exc)
+            info = {"headers": dict(raw.headers)} if self.include_response_headers else {}
+            lc_openai._add_gateway_metadata(info, raw)
+            return self._create_chat_result(raw.parse(), info)
+
         def _chat_completions_astream(self, args: tuple, kwargs: dict):
             """``BaseChatOpenAI._astream`` itself: ``ChatOpenAI._astream`` relays it without closing
             it, which would leave the stream (and its connection) to the garbage collector."""
@@ -61,7 +85,7 @@ def stream_end_check(base: type) -> type:
                 return super()._astream(*args, **kwargs)
             return BaseChatOpenAI._astream(self, *args, **kwargs)
 
-    return StreamEndCheck
+    return TransportLayer
 
 
 def uses_sdk(model: Any) -> bool:

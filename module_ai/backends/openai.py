@@ -30,7 +30,7 @@ from module_ai.backends._openai_transport import (
     checked_options,
     httpx_clients,
     not_json,
-    stream_end_check,
+    transport_layer,
     uses_sdk,
 )
 from module_ai.config import ModelConfig
@@ -75,7 +75,7 @@ def _chat_class():
     if _ChatClass is not None:
         return _ChatClass
 
-    class ChatOpenAICompatible(ManagedChatMixin, stream_end_check(ChatOpenAI)):
+    class ChatOpenAICompatible(ManagedChatMixin, transport_layer(ChatOpenAI)):
         """``ChatOpenAI`` for OpenAI-compatible servers: max_tokens, thinking, reasoning_content."""
 
         _module_ai_loop: Any = PrivateAttr(default=None)
