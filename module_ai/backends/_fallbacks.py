@@ -137,22 +137,21 @@ class ChatWithFallbacks(BaseChatModel):
         return built[0].with_fallbacks(built[1:])
 
     def batch(self, inputs: list, config: Any = None, *, return_exceptions: bool = False, **kwargs: Any) -> list:
-        from module_ai.backends._managed import _batch_configs, _settle_batch
+        from module_ai.backends._batch import batch_configs, settle_batch
 
         if self.module_ai_config is None:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        configs = _batch_configs(self, config, len(inputs))
-        return _settle_batch(super().batch(inputs, configs, return_exceptions=True, **kwargs), return_exceptions)
+        configs = batch_configs(self, config, len(inputs))
+        return settle_batch(super().batch(inputs, configs, return_exceptions=True, **kwargs), return_exceptions)
 
     async def abatch(self, inputs: list, config: Any = None, *, return_exceptions: bool = False,
                      **kwargs: Any) -> list:
-        from module_ai.backends._managed import _batch_configs, _settle_batch
+        from module_ai.backends._batch import ainvoke_all, batch_configs, settle_batch
 
         if self.module_ai_config is None:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        configs = _batch_configs(self, config, len(inputs))
-        results = await super().abatch(inputs, configs, return_exceptions=True, **kwargs)
-        return _settle_batch(results, return_exceptions)
+        configs = batch_configs(self, config, len(inputs))
+        return settle_batch(await ainvoke_all(self, inputs, configs, **kwargs), return_exceptions)
 
 
 def _result(message: AIMessage) -> ChatResult:

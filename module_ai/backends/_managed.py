@@ -14,7 +14,7 @@ methods so that every path (invoke, stream, batch, async) is handled once:
    :class:`~module_ai.controls.events.CallRecord` and the cost into ``response_metadata["cost"]``.
 
 ``batch``/``abatch`` run ``max_concurrency`` items at once by default (not Python's 6), keep input
-order, and never lose finished items when one fails (see :func:`_settle_batch`).
+order, and never lose finished items when one fails (:mod:`._batch`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from module_ai.backends._batch import ainvoke_all, batch_configs, settle_batch
 from module_ai.config import ModelConfig
 from module_ai.controls.budget_bounds import CAPPED_SERVER_TYPES, input_bound, output_bound
 from module_ai.controls.call import ManagedCall
 from module_ai.controls.cost import call_cost
 from module_ai.controls.events import CallRecord, emit
-from module_ai.controls.limits import batch_concurrency, limiter_for
+from module_ai.controls.limits import limiter_for
 from module_ai.controls.tokens import estimate_message_tokens, estimate_tokens
 from module_ai.controls.usage import UNKNOWN_OUTPUT_TOKENS, budget_active
 
@@ -171,14 +172,13 @@ class ManagedChatMixin(_ModuleAIFields):
 
     # ---- batch ----------------------------------------------------------------------------------
     def batch(self, inputs, config=None, *, return_exceptions: bool = False, **kwargs) -> list[Any]:
-        configs = _batch_configs(self, config, len(inputs))
+        configs = batch_configs(self, config, len(inputs))
         results = super().batch(inputs, configs, return_exceptions=True, **kwargs)
-        return _settle_batch(results, return_exceptions)
+        return settle_batch(results, return_exceptions)
 
     async def abatch(self, inputs, config=None, *, return_exceptions: bool = False, **kwargs) -> list[Any]:
-        configs = _batch_configs(self, config, len(inputs))
-        results = await super().abatch(inputs, configs, return_exceptions=True, **kwargs)
-        return _settle_batch(results, return_exceptions)
+        configs = batch_configs(self, config, len(inputs))
+        return settle_batch(await ainvoke_all(self, inputs, configs, **kwargs), return_exceptions)
 
     # ---- accounting -----------------------------------------------------------------------------
     def _settle(self, messages: list, result: Any, call: ManagedCall) -> None:
@@ -294,27 +294,3 @@ def _cost_metadata(record: CallRecord) -> dict[str, Any]:
     return {"cost": record.cost, "currency": record.currency, "usage_estimated": record.estimated,
             "attempts": record.attempts, "module_ai_model": record.model,
             "module_ai_call_id": record.extra.get("call_id")}
-
-
-def _batch_configs(model: Any, config: Any, n: int) -> list:
-    from langchain_core.runnables.config import get_config_list
-
-    configs = get_config_list(config, n)
-    default = batch_concurrency(model.module_ai_config)
-    return [c if c.get("max_concurrency") else {**c, "max_concurrency": default} for c in configs]
-
-
-def _settle_batch(results: list, return_exceptions: bool) -> list:
-    """Results in input order; without ``return_exceptions`` the first error is raised carrying all
-    results (``error.batch_results``: outputs and exceptions in input order), so none are lost."""
-    if return_exceptions:
-        return results
-    failed = [r for r in results if isinstance(r, BaseException)]
-    if not failed:
-        return results
-    first = failed[0]
-    first.batch_results = results
-    if hasattr(first, "add_note"):
-        first.add_note(f"module_ai: {len(failed)} of {len(results)} batch items failed; every item's result "
-                       "or error is in this exception's .batch_results (or pass return_exceptions=True)")
-    raise first
