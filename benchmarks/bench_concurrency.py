@@ -2,7 +2,8 @@
 
 Modes (rotated every round, same run): sequential ``invoke``; registry models with
 ``max_concurrency`` 1, 8 and 32 through ``batch()`` and ``abatch()`` with *no* RunnableConfig (module_ai
-sets it from the model config); the raw ``AsyncOpenAI`` SDK at 8 and 32 in flight (the floor), and
+sets it from the model config), and the same models through LangChain's own ``Runnable.abatch`` runner;
+the raw ``AsyncOpenAI`` SDK at 8 and 32 in flight (the floor), and
 ``httpx.AsyncClient`` alone (POST + ``json()``, the ceiling of any httpx-based client);
 stock ``ChatOpenAI`` for reference: ``batch()`` with LangChain's default,
 ``batch``/``abatch`` with an explicit ``max_concurrency``. On a shared 2-core VM absolute efficiencies
@@ -35,6 +36,7 @@ LATENCY_S = 0.05
 def build_modes(url: str, loop: asyncio.AbstractEventLoop) -> dict:
     import httpx
     import openai
+    from langchain_core.runnables import Runnable
     from langchain_openai import ChatOpenAI
 
     from module_ai.config import ModelConfig
@@ -51,6 +53,9 @@ def build_modes(url: str, loop: asyncio.AbstractEventLoop) -> dict:
         llm = models[f"c{n}"]
         modes[(f"batch, max_concurrency {n}", n)] = llm.batch
         modes[(f"abatch, max_concurrency {n}", n)] = lambda xs, llm=llm: loop.run_until_complete(llm.abatch(xs))
+    for n in (8, 32):  # the same model through LangChain's own abatch runner (a semaphore per input)
+        modes[(f"abatch via Runnable.abatch, {n}", n)] = (
+            lambda xs, n=n: loop.run_until_complete(Runnable.abatch(models[f"c{n}"], xs, {"max_concurrency": n})))
     modes[("stock ChatOpenAI.batch, default", min(32, (os.cpu_count() or 1) + 4))] = stock.batch
     for n in (8, 32):
         modes[(f"stock ChatOpenAI.batch, max_concurrency {n}", n)] = (
@@ -137,7 +142,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}")
     for row in rows:
         print(f"{row['mode']:34} conc {row['concurrency']:3}  ideal {row['ideal_s']:6.2f} s  "
-              f"wall {row['median_wall_s']:6.3f} s  efficiency {row['efficiency']:.2f}  "
+              f"wall {row['median_wall_s']:6.3f} s  efficiency {row['efficiency']:.3f}  "
               f"cpu {row['client_cpu_ms_per_request']:.2f} ms/req")
 
 

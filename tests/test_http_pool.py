@@ -149,3 +149,14 @@ def test_async_connection_refused_is_a_connection_error():
     llm = chat_model(f"http://127.0.0.1:{port}/v1", transport="httpx", max_retries=0)
     with pytest.raises(BackendError, match="ConnectionError from http://127.0.0.1"):
         asyncio.run(llm.ainvoke("hi"))
+
+
+def test_a_sync_read_timeout_over_tls_is_a_timeout_error(tls_server):
+    """On a blocking TLS socket SO_RCVTIMEO surfaces as SSLWantReadError: still a timeout, and the
+    connection is dropped (the next call gets a fresh one and its answer)."""
+    llm = chat_model(tls_server.base_url, transport="httpx", max_retries=0, timeout=0.3)
+    tls_server.configure(faults=["hang"], hang_s=3.0)
+    with pytest.raises(BackendError, match="Timeout"):
+        llm.invoke("hi")
+    tls_server.reset()
+    assert llm.invoke("again").content.startswith("tok0")
