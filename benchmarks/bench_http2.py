@@ -7,8 +7,9 @@ the TCP connections (distinct client ports), the HTTP versions and its own CPU. 
 server (raw asyncio, HTTP/1.1 only) over the same TLS, to see whether hypercorn is the bottleneck.
 
 1. Throughput, 200 requests, modes rotated round by round: ``httpx.AsyncClient`` (gather + semaphore)
-   and ``httpx.Client`` (ThreadPoolExecutor), http2 on/off, concurrency 8 and 32; module_ai (HTTP/1.1)
-   ``abatch``/``batch``. efficiency = ideal / wall, ideal = ceil(200 / concurrency) x latency; client CPU =
+   and ``httpx.Client`` (ThreadPoolExecutor), http2 on/off, concurrency 8 and 32; the same HTTP/1.1 clients
+   over module_ai's own pool (``_http_pool.LeanTransport``: httpcore's pool costs CPU per pooled connection,
+   so it is the HTTP/1.1 that module_ai really runs); module_ai (HTTP/1.1) ``abatch``/``batch``. efficiency = ideal / wall, ideal = ceil(200 / concurrency) x latency; client CPU =
    process time / requests; connections used (server side); server CPU / request.
 2. Sequential client CPU per invoke and per streamed call (read to the end), clients alternating call by call.
 3. TTFT p50 of a streamed call on a fresh client (TLS + HTTP/2 preface vs TLS + HTTP/1.1), and on a warm one.
@@ -214,6 +215,19 @@ def client(cert: Path, http2: bool, sync: bool = False):
     return cls(http2=http2, verify=tls_context(cert), limits=limits, headers=AUTH, timeout=30)
 
 
+def lean_client(cert: Path, sync: bool = False):
+    """An httpx client over module_ai's own HTTP/1.1 pool (the lean transport); None if it has moved."""
+    import httpx
+
+    try:
+        from module_ai.backends._http_pool import AsyncLeanTransport, LeanTransport
+    except ImportError:
+        return None
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=600)
+    transport = (LeanTransport if sync else AsyncLeanTransport)(verify=tls_context(cert), limits=limits)
+    return (httpx.Client if sync else httpx.AsyncClient)(transport=transport, headers=AUTH, timeout=30)
+
+
 def read_stream(response) -> float | None:
     """Read an SSE reply to the end; return the time the first content delta arrived (perf_counter)."""
     first = None
@@ -281,8 +295,12 @@ def throughput_modes(hyper: Child, fault: Child, cert: Path, loop, with_module_a
             modes[(f"httpx.AsyncClient {proto}", conc)] = (hyper, gather_mode(client(cert, h2), hyper.url, conc, loop))
             modes[(f"httpx.Client+threads {proto}", conc)] = (hyper, threads_mode(client(cert, h2, True), hyper.url,
                                                                                    conc))
-        modes[("AsyncClient h1 -> fault server", conc)] = (fault, gather_mode(client(cert, False), fault.url, conc,
-                                                                               loop))
+        lean = lean_client(cert), lean_client(cert, True)
+        if lean[0] is not None:
+            modes[("AsyncClient h1, module_ai pool", conc)] = (hyper, gather_mode(lean[0], hyper.url, conc, loop))
+            modes[("Client+threads h1, module_ai pool", conc)] = (hyper, threads_mode(lean[1], hyper.url, conc))
+        ref = lean_client(cert) or client(cert, False)  # the fault server's ceiling, not httpcore's pool
+        modes[("AsyncClient h1 -> fault server", conc)] = (fault, gather_mode(ref, fault.url, conc, loop))
         if with_module_ai:
             llm = module_ai_model(hyper.url, conc)
             modes[("module_ai abatch (h1)", conc)] = (
@@ -330,6 +348,8 @@ def sequential_cpu(hyper: Child, cert: Path, calls: int, with_module_ai: bool) -
     """Client CPU per call, clients alternating call by call; means of CPU (coarse ticks), medians of wall."""
     url = hyper.url + "/chat/completions"
     http = {proto: client(cert, proto == "h2", sync=True) for proto in ("h1", "h2")}
+    if lean_client(cert, True) is not None:
+        http["h1, module_ai pool"] = lean_client(cert, True)
 
     def streamer(c):
         def run() -> None:
@@ -362,6 +382,9 @@ def sequential_cpu(hyper: Child, cert: Path, calls: int, with_module_ai: bool) -
         out[kind]["h2/h1 cpu"] = round(out[kind]["httpx h2"]["cpu_ms"] / out[kind]["httpx h1"]["cpu_ms"], 3)
         out[kind]["h2/h1 wall"] = round(out[kind]["httpx h2"]["wall_median_ms"]
                                         / out[kind]["httpx h1"]["wall_median_ms"], 3)
+        if "httpx h1, module_ai pool" in out[kind]:
+            out[kind]["h2/h1-module_ai-pool cpu"] = round(out[kind]["httpx h2"]["cpu_ms"]
+                                                          / out[kind]["httpx h1, module_ai pool"]["cpu_ms"], 3)
     return out
 
 
@@ -401,12 +424,18 @@ def ttft(hyper: Child, cert: Path, calls: int) -> dict:
 
 
 def ratios(rows: list[dict]) -> list[dict]:
+    """h2 / h1 with httpx's own pool, and h2 / h1 over module_ai's pool (what module_ai runs today)."""
     by = {(r["mode"], r["concurrency"]): r for r in rows}
+    pairs = [("httpx.AsyncClient", "httpx.AsyncClient h1"), ("httpx.Client+threads", "httpx.Client+threads h1"),
+             ("httpx.AsyncClient", "AsyncClient h1, module_ai pool"),
+             ("httpx.Client+threads", "Client+threads h1, module_ai pool")]
     out = []
-    for kind in ("httpx.AsyncClient", "httpx.Client+threads"):
+    for kind, base in pairs:
         for conc in (8, 32):
-            h1, h2 = by[(f"{kind} h1", conc)], by[(f"{kind} h2", conc)]
-            out.append({"client": kind, "concurrency": conc,
+            if (base, conc) not in by:
+                continue
+            h1, h2 = by[(base, conc)], by[(f"{kind} h2", conc)]
+            out.append({"client": f"{kind} h2 / {base}", "concurrency": conc,
                         "efficiency h2/h1": round(h2["efficiency"] / h1["efficiency"], 3),
                         "client cpu h2/h1": round(h2["client_cpu_ms_per_request"] / h1["client_cpu_ms_per_request"], 3),
                         "server cpu h2/h1": round(h2["server_cpu_ms_per_request"] / h1["server_cpu_ms_per_request"], 3)})
@@ -454,14 +483,16 @@ def show(results: dict, args) -> None:
               f"{r['client_outcomes'] or ''} server {r['server_versions']}"
               + (f"  ERRORS in {r['runs_with_errors']} of {len(r['efficiencies'])} runs" if r["runs_with_errors"] else ""))
     for r in results["throughput_ratios"]:
-        print(f"h2/h1 {r['client']:22} conc {r['concurrency']:3}: efficiency x{r['efficiency h2/h1']:.3f}  "
+        print(f"{r['client']:56} conc {r['concurrency']:3}: efficiency x{r['efficiency h2/h1']:.3f}  "
               f"client cpu x{r['client cpu h2/h1']:.3f}  server cpu x{r['server cpu h2/h1']:.3f}")
     print(f"\nsequential, {args.calls} calls each, alternating, server latency {results['cpu_latency_ms']:.0f} ms")
     for kind, group in results["sequential_cpu"].items():
         for name, row in group.items():
             if isinstance(row, dict):
-                print(f"{kind:6} {name:16} cpu {row['cpu_ms']:7.3f} ms   wall median {row['wall_median_ms']:7.3f} ms")
-        print(f"{kind:6} h2/h1: cpu x{group['h2/h1 cpu']:.3f}  wall x{group['h2/h1 wall']:.3f}")
+                print(f"{kind:6} {name:28} cpu {row['cpu_ms']:7.3f} ms   wall median {row['wall_median_ms']:7.3f} ms")
+        print(f"{kind:6} h2/h1: cpu x{group['h2/h1 cpu']:.3f}  wall x{group['h2/h1 wall']:.3f}"
+              + (f"   h2 / h1 over module_ai's pool: cpu x{group['h2/h1-module_ai-pool cpu']:.3f}"
+                 if "h2/h1-module_ai-pool cpu" in group else ""))
     t = results["ttft"]
     print(f"\nTTFT p50 of {args.ttft_calls} (server latency {results['latency_ms']:.0f} ms): fresh client h1 "
           f"{t['fresh h1']} ms, h2 {t['fresh h2']} ms (x{t['fresh h2/h1']}, {t['fresh h2 - h1 ms']:+} ms); "
