@@ -9,10 +9,12 @@ server (raw asyncio, HTTP/1.1 only) over the same TLS, to see whether hypercorn 
 1. Throughput, 200 requests, modes rotated round by round: ``httpx.AsyncClient`` (gather + semaphore)
    and ``httpx.Client`` (ThreadPoolExecutor), http2 on/off, concurrency 8 and 32; the same HTTP/1.1 clients
    over module_ai's own pool (``_http_pool.LeanTransport``: httpcore's pool costs CPU per pooled connection,
-   so it is the HTTP/1.1 that module_ai really runs); module_ai (HTTP/1.1) ``abatch``/``batch``. efficiency = ideal / wall, ideal = ceil(200 / concurrency) x latency; client CPU =
-   process time / requests; connections used (server side); server CPU / request.
+   so it is the HTTP/1.1 that module_ai really runs); module_ai (HTTP/1.1) ``abatch``/``batch``.
+   efficiency = ideal / wall, ideal = ceil(200 / concurrency) x latency; client CPU = process time /
+   requests; connections used (server side); server CPU / request.
 2. Sequential client CPU per invoke and per streamed call (read to the end), clients alternating call by call.
-3. TTFT p50 of a streamed call on a fresh client (TLS + HTTP/2 preface vs TLS + HTTP/1.1), and on a warm one.
+3. Cold burst: a fresh AsyncClient sends 32 requests at once (32 TLS handshakes on h1, one on h2).
+4. TTFT p50 of a streamed call on a fresh client (TLS + HTTP/2 preface vs TLS + HTTP/1.1), and on a warm one.
 
     python benchmarks/bench_http2.py [--requests 200] [--rounds 5] [--calls 400] [--json]
 """
@@ -240,14 +242,13 @@ def read_stream(response) -> float | None:
 
 
 def outcome(post) -> str:
-    """The reply's HTTP version, or the error (httpx's sync HTTP/2 is not thread-safe: see the report)."""
-    import httpx
-
+    """The reply's HTTP version, or the error: httpcore's sync HTTP/2 connection calls h2's
+    ``send_headers`` outside its locks, so threads sharing one connection corrupt its state."""
     try:
         reply = post()
         reply.json()
         return reply.http_version
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # httpx errors, and h2.ProtocolError / RuntimeError leaking out of h2's state
         return f"error {type(exc).__name__}: {str(exc)[:60]}"
 
 
@@ -423,6 +424,38 @@ def ttft(hyper: Child, cert: Path, calls: int) -> dict:
     return out
 
 
+def cold_burst(hyper: Child, cert: Path, loop, reps: int, conc: int = 32) -> dict:
+    """A fresh AsyncClient sends ``conc`` requests at once: h1 opens ``conc`` TLS connections, h2 one.
+    Medians over ``reps`` (h1 / h2 alternating) of wall, client CPU and connections opened."""
+    makers = {"h1": lambda: client(cert, False), "h2": lambda: client(cert, True)}
+    if lean_client(cert) is not None:
+        makers["h1, module_ai pool"] = lambda: lean_client(cert)
+    samples: dict = {name: [] for name in makers}
+    names = list(makers)
+    for i in range(reps + 1):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            http = makers[name]()
+            hyper.stats()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            outcomes = gather_mode(http, hyper.url, conc, loop)(conc)
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            connections = hyper.stats()["connections"]
+            loop.run_until_complete(http.aclose())
+            assert not any(k.startswith("error") for k in outcomes), outcomes
+            if i:  # the first round warms code paths
+                samples[name].append((wall, cpu, connections))
+    out = {name: {"wall_ms": round(1000 * statistics.median(s[0] for s in v), 2),
+                  "cpu_ms_per_request": round(1000 * statistics.median(s[1] for s in v) / conc, 3),
+                  "connections": statistics.median(s[2] for s in v)} for name, v in samples.items()}
+    out["h2/h1 wall"] = round(out["h2"]["wall_ms"] / out["h1"]["wall_ms"], 3)
+    out["h2/h1 cpu"] = round(out["h2"]["cpu_ms_per_request"] / out["h1"]["cpu_ms_per_request"], 3)
+    if "h1, module_ai pool" in out:
+        lean = out["h1, module_ai pool"]
+        out["h2/h1-module_ai-pool wall"] = round(out["h2"]["wall_ms"] / lean["wall_ms"], 3)
+        out["h2/h1-module_ai-pool cpu"] = round(out["h2"]["cpu_ms_per_request"] / lean["cpu_ms_per_request"], 3)
+    return out
+
+
 def ratios(rows: list[dict]) -> list[dict]:
     """h2 / h1 with httpx's own pool, and h2 / h1 over module_ai's pool (what module_ai runs today)."""
     by = {(r["mode"], r["concurrency"]): r for r in rows}
@@ -459,6 +492,7 @@ def run_all(args) -> dict:
             results["throughput"] = throughput(modes, args.requests, args.rounds, args.latency)
             results["throughput_ratios"] = ratios(results["throughput"])
             results["load_avg_after_throughput"] = load()
+            results["cold_burst"] = cold_burst(hyper, tls / "cert.pem", loop, args.burst_reps)
             hyper.stats(latency=args.cpu_latency)
             results["cpu_latency_ms"] = args.cpu_latency * 1000
             results["sequential_cpu"] = sequential_cpu(hyper, tls / "cert.pem", args.calls, not args.no_module_ai)
@@ -485,6 +519,15 @@ def show(results: dict, args) -> None:
     for r in results["throughput_ratios"]:
         print(f"{r['client']:56} conc {r['concurrency']:3}: efficiency x{r['efficiency h2/h1']:.3f}  "
               f"client cpu x{r['client cpu h2/h1']:.3f}  server cpu x{r['server cpu h2/h1']:.3f}")
+    burst = results["cold_burst"]
+    print(f"\ncold burst: a fresh AsyncClient sends 32 requests at once (median of {args.burst_reps}):")
+    for name, row in burst.items():
+        if isinstance(row, dict):
+            print(f"  {name:20} wall {row['wall_ms']:8.2f} ms  cpu {row['cpu_ms_per_request']:6.3f} ms/req  "
+                  f"connections {row['connections']}")
+    print(f"  h2/h1: wall x{burst['h2/h1 wall']:.3f}  cpu x{burst['h2/h1 cpu']:.3f}"
+          + (f"   h2 / h1 over module_ai's pool: wall x{burst['h2/h1-module_ai-pool wall']:.3f}  "
+             f"cpu x{burst['h2/h1-module_ai-pool cpu']:.3f}" if "h2/h1-module_ai-pool wall" in burst else ""))
     print(f"\nsequential, {args.calls} calls each, alternating, server latency {results['cpu_latency_ms']:.0f} ms")
     for kind, group in results["sequential_cpu"].items():
         for name, row in group.items():
@@ -505,6 +548,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=400, help="sequential calls per client")
     parser.add_argument("--ttft-calls", type=int, default=20)
+    parser.add_argument("--burst-reps", type=int, default=10, help="cold bursts of 32 per client")
     parser.add_argument("--latency", type=float, default=0.05, help="server latency (s) for throughput and TTFT")
     parser.add_argument("--cpu-latency", type=float, default=0.0, help="server latency (s) for the sequential part")
     parser.add_argument("--no-module-ai", action="store_true")
