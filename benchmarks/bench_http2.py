@@ -244,11 +244,14 @@ def read_stream(response) -> float | None:
 def outcome(post) -> str:
     """The reply's HTTP version, or the error: httpcore's sync HTTP/2 connection calls h2's
     ``send_headers`` outside its locks, so threads sharing one connection corrupt its state."""
+    import h2.exceptions
+    import httpx
+
     try:
         reply = post()
         reply.json()
         return reply.http_version
-    except Exception as exc:  # httpx errors, and h2.ProtocolError / RuntimeError leaking out of h2's state
+    except (httpx.HTTPError, h2.exceptions.ProtocolError, RuntimeError, KeyError) as exc:  # seen leaking out of h2
         return f"error {type(exc).__name__}: {str(exc)[:60]}"
 
 
