@@ -16,6 +16,10 @@ server (raw asyncio, HTTP/1.1 only) over the same TLS, to see whether hypercorn 
 3. Cold burst: a fresh AsyncClient sends 32 requests at once (32 TLS handshakes on h1, one on h2).
 4. TTFT p50 of a streamed call on a fresh client (TLS + HTTP/2 preface vs TLS + HTTP/1.1), and on a warm one.
 
+Requests that fail are counted, not retried: ``httpx.Client(http2=True)`` shared by threads corrupts its one
+connection's h2 state now and then (httpcore calls h2's ``send_headers`` outside its locks; GOAWAY
+PROTOCOL_ERROR, "Server disconnected", h2 ``ProtocolError``; cf. encode/httpx#3072, iiasa/ixmp4#224).
+
     python benchmarks/bench_http2.py [--requests 200] [--rounds 5] [--calls 400] [--json]
 """
 
