@@ -20,6 +20,8 @@ Requests that fail are counted, not retried: ``httpx.Client(http2=True)`` shared
 connection's h2 state now and then (httpcore calls h2's ``send_headers`` outside its locks; GOAWAY
 PROTOCOL_ERROR, "Server disconnected", h2 ``ProtocolError``; cf. encode/httpx#3072, iiasa/ixmp4#224).
 
+Needs ``pip install hypercorn h2`` (not in the package's extras: only this script uses them).
+
     python benchmarks/bench_http2.py [--requests 200] [--rounds 5] [--calls 400] [--json]
 """
 
