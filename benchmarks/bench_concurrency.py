@@ -4,7 +4,8 @@ Modes (rotated every round, same run): sequential ``invoke``; registry models wi
 ``max_concurrency`` 1, 8 and 32 through ``batch()`` and ``abatch()`` with *no* RunnableConfig (module_ai
 sets it from the model config), and the same models through LangChain's own ``Runnable.abatch`` runner;
 the raw ``AsyncOpenAI`` SDK at 8 and 32 in flight (the floor), and
-``httpx.AsyncClient`` alone (POST + ``json()``, the ceiling of any httpx-based client);
+``httpx.AsyncClient`` alone (POST + ``json()`` on httpx's own httpcore pool, no SDK, no LangChain);
+a ``BaseChatModel`` posting on raw sockets (the ceiling of any LangChain chat model here);
 stock ``ChatOpenAI`` for reference: ``batch()`` with LangChain's default,
 ``batch``/``abatch`` with an explicit ``max_concurrency``. On a shared 2-core VM absolute efficiencies
 move with the neighbours' load; compare module_ai with stock at the same concurrency (same run).
@@ -62,6 +63,12 @@ def build_modes(url: str, loop: asyncio.AbstractEventLoop) -> dict:
             lambda xs, n=n: stock.batch(xs, config={"max_concurrency": n}))
     modes[("stock ChatOpenAI.abatch, max_concurrency 32", 32)] = (
         lambda xs: loop.run_until_complete(stock.abatch(xs, config={"max_concurrency": 32})))
+    ceiling = _raw_socket_chat_model(url)
+    for n in (8, 32):
+        modes[(f"ceiling: BaseChatModel on raw sockets, batch {n}", n)] = (
+            lambda xs, n=n: ceiling.batch(xs, config={"max_concurrency": n}))
+        modes[(f"ceiling: BaseChatModel on raw sockets, abatch {n}", n)] = (
+            lambda xs, n=n: loop.run_until_complete(ceiling.abatch(xs, config={"max_concurrency": n})))
     raw = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0)
     plain = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
     for n in (8, 32):
@@ -72,8 +79,56 @@ def build_modes(url: str, loop: asyncio.AbstractEventLoop) -> dict:
     return modes
 
 
+def _raw_socket_chat_model(url: str):
+    """The ceiling of any LangChain chat model against this server: a ``BaseChatModel`` whose
+    ``_generate``/``_agenerate`` post a fixed request on kept raw sockets and skip the JSON (LangChain's
+    own invoke/batch machinery is all the client work left)."""
+    import socket
+
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    body = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": MAX_TOKENS})
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+    idle_sync: list = []
+    idle_async: list = []
+
+    def length(head: bytes) -> int:
+        return next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+
+    class RawSocketChat(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "raw-socket"
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            sock = idle_sync.pop() if idle_sync else socket.create_connection((host, int(port)))
+            sock.sendall(request)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head, rest = data.split(b"\r\n\r\n", 1)
+            while len(rest) < length(head):
+                rest += sock.recv(65536)
+            idle_sync.append(sock)
+            return ChatResult(generations=[ChatGeneration(message=AIMessage("ok"))])
+
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+            reader, writer = idle_async.pop() if idle_async else await asyncio.open_connection(host, int(port))
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(length(head))
+            idle_async.append((reader, writer))
+            return ChatResult(generations=[ChatGeneration(message=AIMessage("ok"))])
+
+    return RawSocketChat()
+
+
 async def _httpx_gather(client, url: str, inputs: list[str], concurrency: int) -> list:
-    """The ceiling of any httpx-based client: POST and ``json()``, no SDK, no LangChain."""
+    """POST and ``json()`` on httpx's own pool (httpcore): no SDK, no LangChain."""
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(text: str):
