@@ -374,19 +374,11 @@ def sequential_cpu(hyper: Child, cert: Path, calls: int, with_module_ai: bool) -
         groups["invoke"]["module_ai (h1)"] = lambda: llm.invoke("用一句话介绍长城。")
         groups["stream"]["module_ai (h1)"] = lambda: [None for _ in llm.stream("用一句话介绍长城。")]
     out = {}
+    from bench_transport import alternating
+
     for kind, group in groups.items():
         names = list(group)
-        for fn in group.values():
-            for _ in range(20):
-                fn()
-        cpus: dict = {n: [] for n in names}
-        walls: dict = {n: [] for n in names}
-        for i in range(calls):
-            for name in names[i % len(names):] + names[:i % len(names)]:
-                c0, w0 = time.process_time(), time.perf_counter()
-                group[name]()
-                cpus[name].append(time.process_time() - c0)
-                walls[name].append(time.perf_counter() - w0)
+        cpus, walls = alternating(group, calls)
         out[kind] = {n: {"cpu_ms": round(statistics.fmean(cpus[n]) * 1000, 3),
                          "wall_median_ms": round(statistics.median(walls[n]) * 1000, 3)} for n in names}
         out[kind]["h2/h1 cpu"] = round(out[kind]["httpx h2"]["cpu_ms"] / out[kind]["httpx h1"]["cpu_ms"], 3)

@@ -184,23 +184,31 @@ def cpu_clients(url: str) -> dict:
     }
 
 
+def alternating(group: dict, calls: int) -> tuple[dict, dict]:
+    """Warm each client up (20 calls), then call them in turn ``calls`` times, the starting client
+    rotating: per-call process CPU and wall seconds for each name."""
+    names = list(group)
+    for fn in group.values():
+        for _ in range(20):
+            fn()
+    cpus: dict[str, list[float]] = {n: [] for n in names}
+    walls: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(calls):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            c0, w0 = time.process_time(), time.perf_counter()
+            group[name]()
+            cpus[name].append(time.process_time() - c0)
+            walls[name].append(time.perf_counter() - w0)
+    return cpus, walls
+
+
 def cpu(calls: int) -> dict:
     server = Server()
     try:
         out = {}
         for kind, group in cpu_clients(server.url).items():
             names = list(group)
-            for fn in group.values():
-                for _ in range(20):
-                    fn()
-            cpus: dict[str, list[float]] = {n: [] for n in names}
-            walls: dict[str, list[float]] = {n: [] for n in names}
-            for i in range(calls):
-                for name in names[i % len(names):] + names[:i % len(names)]:
-                    c0, w0 = time.process_time(), time.perf_counter()
-                    group[name]()
-                    cpus[name].append(time.process_time() - c0)
-                    walls[name].append(time.perf_counter() - w0)
+            cpus, walls = alternating(group, calls)
             # process_time ticks coarsely per call: compare means of CPU, medians of wall
             base_cpu = statistics.fmean(cpus["openai SDK"])
             base_wall = statistics.median(walls["openai SDK"])
