@@ -77,8 +77,13 @@ def test_broken_replies_raise_httpx_errors(case, asynchronous):
         _post_twice(srv.url, asynchronous, timeout=0.3)
 
 
-def test_a_changed_read_timeout_applies_to_a_reused_sync_connection():
-    """The sync socket's SO_RCVTIMEO follows each request's timeout, also on a kept connection."""
+@pytest.mark.parametrize("python_timeouts", [False, True], ids=["SO_RCVTIMEO", "Python timeouts"])
+def test_a_changed_read_timeout_applies_to_a_reused_sync_connection(python_timeouts, monkeypatch):
+    """The sync socket's timeout follows each request's, also on a kept connection: as SO_RCVTIMEO
+    (plain TCP on Linux) and as Python's socket timeout (TLS, other systems)."""
+    from module_ai.backends._http11 import Connection
+
+    monkeypatch.setattr(Connection, "_python_timeouts", python_timeouts)
     with RawHTTPServer([OK, [WAIT, OK]], wait_s=3.0) as srv, \
             httpx.Client(transport=LeanTransport(verify=True, limits=LIMITS)) as client:
         assert client.post(f"{srv.url}/a", content=b"1", timeout=5.0).content == b"hi"

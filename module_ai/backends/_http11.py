@@ -7,10 +7,10 @@ pure Python, three anyio locks per async request). They speak httpcore's connect
 responses and errors exactly as before. Per request:
 
 - one write: request line, headers and body together (h11 writes headers and body apart);
-- plain-TCP sync sockets stay blocking, with the read/write timeouts as ``SO_RCVTIMEO``/``SO_SNDTIMEO``:
+- plain-TCP sync sockets on Linux stay blocking, with the read/write timeouts as ``SO_RCVTIMEO``/``SO_SNDTIMEO``:
   a reused connection costs 3 system calls per request (readability check, send, recv) where httpcore
   makes 10 (each poll before a send or recv, and every send, also hands the GIL to another thread);
-  TLS sockets keep Python's timeouts (a poll before each send and recv: 5);
+  TLS sockets (and other systems) keep Python's timeouts (a poll before each send and recv: 5);
 - the response is parsed by llhttp (Node's parser, through ``httptools``; :mod:`._http11_wire`): ``Content-Length``,
   chunked and close-delimited bodies, ``1xx`` interim responses skipped, ``Connection: close`` and
   HTTP/1.0 honoured (the connection is then not reused).
@@ -90,20 +90,23 @@ class _Base:
         return self._origin.host.decode("ascii")
 
 
-def _timeout_option(seconds: float | None) -> Any:
-    """``SO_RCVTIMEO``/``SO_SNDTIMEO`` value: a ``struct timeval``, or milliseconds on Windows (0: none)."""
+SOCKET_OPTION_TIMEOUTS = sys.platform.startswith("linux")
+"""Where plain-TCP timeouts are ``SO_RCVTIMEO``/``SO_SNDTIMEO`` (measured here); elsewhere Python's."""
+
+
+def _timeval(seconds: float | None) -> bytes:
+    """A Linux ``struct timeval`` for ``SO_RCVTIMEO``/``SO_SNDTIMEO`` (zero: no timeout)."""
     micros = 0 if not seconds or seconds <= 0 else max(1, round(seconds * 1e6))
-    if sys.platform == "win32":
-        return max(1, micros // 1000) if micros else 0
     return struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
 
 
 class Connection(_Base):
-    """Sync connection: a blocking socket with timeouts as socket options (plain TCP), or a TLS socket
-    with Python's timeouts (CPython's TLS read retries a recv that ``SO_RCVTIMEO`` cut, forever)."""
+    """Sync connection: a blocking socket with timeouts as socket options (plain TCP on Linux), or
+    Python's socket timeouts (TLS, where CPython's read retries a recv that ``SO_RCVTIMEO`` cut, forever;
+    and other systems)."""
 
     _sock: Any = None
-    _tls = False
+    _python_timeouts = not SOCKET_OPTION_TIMEOUTS
     _timeouts: tuple = (None, None)
 
     def _readable(self) -> bool:
@@ -115,7 +118,7 @@ class Connection(_Base):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._origin.scheme == b"https":
                 sock = self._ssl_context.wrap_socket(sock, server_hostname=self._host())
-                self._tls = True
+                self._python_timeouts = True
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(str(exc) or "timed out") from exc
         except OSError as exc:
@@ -126,12 +129,12 @@ class Connection(_Base):
     def _set_timeouts(self, read: float | None, write: float | None) -> None:
         if (read, write) != self._timeouts:
             self._timeouts = (read, write)
-            if not self._tls:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeout_option(read))
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeout_option(write))
+            if not self._python_timeouts:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(read))
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(write))
 
-    def _tls_timeout(self, seconds: float | None) -> None:
-        if self._tls and self._sock.gettimeout() != seconds:
+    def _python_timeout(self, seconds: float | None) -> None:
+        if self._python_timeouts and self._sock.gettimeout() != seconds:
             self._sock.settimeout(seconds)
 
     def handle_request(self, request: httpcore.Request) -> httpcore.Response:
@@ -152,7 +155,7 @@ class Connection(_Base):
     def _send(self, data: bytes) -> None:
         import ssl
 
-        self._tls_timeout(self._timeouts[1])
+        self._python_timeout(self._timeouts[1])
         try:
             self._sock.sendall(data)
         except (*_TIMED_OUT, ssl.SSLWantWriteError) as exc:
@@ -163,7 +166,7 @@ class Connection(_Base):
     def _receive(self, exchange: Exchange) -> None:
         import ssl
 
-        self._tls_timeout(self._timeouts[0])
+        self._python_timeout(self._timeouts[0])
         try:
             data = self._sock.recv(_READ)
         except (*_TIMED_OUT, ssl.SSLWantReadError) as exc:
