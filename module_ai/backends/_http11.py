@@ -20,7 +20,9 @@ Only what the transport sends is supported: requests whose body has a ``Content-
 
 from __future__ import annotations
 
+import abc
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -38,7 +40,7 @@ _NEW, _ACTIVE, _IDLE, _CLOSED = range(4)
 _TIMED_OUT = (BlockingIOError, TimeoutError)  # SO_RCVTIMEO / SO_SNDTIMEO expiring on a blocking socket
 
 
-class _Base:
+class _Base(abc.ABC):
     """State shared by the sync and async connections."""
 
     def __init__(self, origin: httpcore.Origin, ssl_context: Any = None, keepalive_expiry: float | None = None,
@@ -46,7 +48,6 @@ class _Base:
         self._origin, self._ssl_context, self._expiry = origin, ssl_context, keepalive_expiry
         self._state, self._idle_since = _NEW, 0.0
         self._exchange: Exchange | None = None
-        self._keep = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._origin} state={self._state}>"
@@ -67,8 +68,9 @@ class _Base:
             return True
         return self._readable()  # the server closed it (or wrote to it) while it was idle
 
+    @abc.abstractmethod
     def _readable(self) -> bool:
-        raise NotImplementedError
+        """Whether the idle socket has something to read (the server closed it or wrote to it)."""
 
     def _begin(self) -> Exchange:
         if self._state not in (_NEW, _IDLE):
@@ -153,8 +155,6 @@ class Connection(_Base):
         return exchange.response(_Body(self, exchange))
 
     def _send(self, data: bytes) -> None:
-        import ssl
-
         self._python_timeout(self._timeouts[1])
         try:
             self._sock.sendall(data)
@@ -164,8 +164,6 @@ class Connection(_Base):
             raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
 
     def _receive(self, exchange: Exchange) -> None:
-        import ssl
-
         self._python_timeout(self._timeouts[0])
         try:
             data = self._sock.recv(_READ)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpcore
+import httptools
 
 __all__ = ["Exchange", "request_bytes"]
 
@@ -21,8 +22,6 @@ class Exchange:
                  "reason", "status")
 
     def __init__(self) -> None:
-        import httptools
-
         self.parser = httptools.HttpResponseParser(self)
         self.status, self.reason, self.headers, self.body = 0, b"", [], []
         self.headers_done = self.complete = self.extra = self.keep_alive = False
@@ -55,8 +54,6 @@ class Exchange:
         self.complete = True
 
     def feed(self, data: bytes) -> None:
-        import httptools
-
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:

@@ -30,6 +30,8 @@ def transport_layer(base: type) -> type:
     stream must carry a ``finish_reason`` (the SDK ends silently when the connection closes early;
     the httpx transport checks ``finish_reason``/``[DONE]`` itself); on the httpx transport
     ``_agenerate`` converts the reply inline."""
+    import openai  # loaded with langchain_openai, which built ``base``: bound once per class, not per call
+    from langchain_openai.chat_models import base as lc_openai
 
     class TransportLayer(base):
         def _stream(self, *args: Any, **kwargs: Any):
@@ -63,9 +65,6 @@ def transport_layer(base: type) -> type:
             payload = self._get_request_payload(messages, stop=stop, **kwargs)
             if "response_format" in payload or self._use_responses_api(payload):  # the SDK-only paths
                 return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
-            import openai
-            from langchain_openai.chat_models import base as lc_openai
-
             try:
                 raw = await self.async_client.with_raw_response.create(**payload)
             except openai.BadRequestError as exc:
